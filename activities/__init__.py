@@ -1,0 +1,1 @@
+"""Everything that does I/O: model providers, tools, notifications, the store."""

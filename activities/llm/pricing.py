@@ -1,0 +1,45 @@
+"""Token prices, USD per million tokens, for the cost figures on every call.
+
+A small table of common models ships here; `DURATASK_PRICES` (settings) adds or
+overrides entries. Unknown models cost 0 and say so in the log once.
+"""
+
+from __future__ import annotations
+
+from duratask.logging import get_logger
+from workflows.models import Usage
+
+log = get_logger(__name__)
+
+# (input, output) USD per 1M tokens
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o4-mini": (1.10, 4.40),
+    "claude-3-5-haiku-latest": (0.80, 4.00),
+    "claude-3-5-sonnet-latest": (3.00, 15.00),
+    "claude-sonnet-4-0": (3.00, 15.00),
+    "claude-opus-4-0": (15.00, 75.00),
+}
+_warned: set[str] = set()
+
+
+class PriceTable:
+    def __init__(self, overrides: dict[str, tuple[float, float]] | None = None) -> None:
+        self.prices = {**DEFAULT_PRICES, **(overrides or {})}
+
+    def cost(self, provider: str, model: str | None, usage: Usage) -> float:
+        if provider == "scripted" or not model:
+            return 0.0
+        price = self.prices.get(model) or self.prices.get(f"{provider}/{model}")
+        if price is None:
+            if model not in _warned:
+                _warned.add(model)
+                log.info("no price for model; cost recorded as 0", model=model)
+            return 0.0
+        return round(
+            (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000, 8
+        )

@@ -1,0 +1,1 @@
+"""The SQL store: definitions and their immutable versions (runs live in Temporal)."""

@@ -1,0 +1,1 @@
+"""Tools a task may call: one registry, typed functions with JSON schemas."""

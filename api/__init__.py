@@ -1,0 +1,1 @@
+"""The FastAPI gateway: a thin HTTP front over Temporal and the definition store."""

@@ -1,0 +1,64 @@
+"""The gateway application: created by `create_app(settings)`.
+
+The lifespan opens the store (running migrations) and connects to Temporal; if
+Temporal is not up yet the gateway still starts, answers 503 where Temporal is
+needed, and connects on the next request that needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from activities.store.db import create_engine, migrate
+from activities.store.definitions import DefinitionStore
+from activities.tools.registry import build_registry
+from api import errors
+from api.auth import Authenticator
+from api.routers import definitions, health, runs
+from duratask.logging import get_logger
+from duratask.settings import Settings, get_settings
+from worker.client import connect
+
+log = get_logger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    app.state.engine = engine
+    app.state.store = DefinitionStore(engine)
+    app.state.temporal_lock = asyncio.Lock()
+    try:
+        app.state.temporal = await asyncio.wait_for(connect(settings), 5)
+    except Exception as e:
+        log.warning("Temporal unreachable at start", address=settings.temporal_address, error=str(e))
+        app.state.temporal = None
+    log.info("gateway ready", temporal=settings.temporal_address, task_queue=settings.task_queue)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="duratask",
+        version="0.1.0",
+        description="Durable AI-agent task orchestration on Temporal.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.auth = Authenticator(settings)
+    app.state.tool_names = build_registry(settings).names()
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(definitions.router)
+    app.include_router(runs.router)
+    return app

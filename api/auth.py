@@ -1,0 +1,102 @@
+"""Who is calling, and what they may do.
+
+Every request carries `Authorization: Bearer <token>`. A token is either a static
+API key from settings (mapped to an identity, scopes and groups) or a JWT verified
+against a shared secret or a JWKS (issuer and audience checked). Scopes:
+`tasks:read`, `tasks:write`, `tasks:approve`. With no keys and no JWT configured and
+`auth_required` off, the gateway is open and every caller is the local user.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import jwt
+
+from api.errors import ApiError
+from duratask.settings import Settings
+
+SCOPES = ("tasks:read", "tasks:write", "tasks:approve")
+
+
+@dataclass(frozen=True)
+class Principal:
+    identity: str
+    scopes: frozenset[str]
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    def names(self) -> set[str]:
+        """Everything an approver list may name this principal by."""
+        return {self.identity, *(f"group:{g}" for g in self.groups), *self.groups}
+
+
+LOCAL = Principal("local", frozenset(SCOPES))
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def open(self) -> bool:
+        s = self.settings
+        return not s.auth_required and not s.api_keys and not s.jwt_secret and not s.jwt_jwks_url
+
+    @cached_property
+    def _jwks(self) -> Any:
+        return jwt.PyJWKClient(self.settings.jwt_jwks_url) if self.settings.jwt_jwks_url else None
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if self.open:
+            return LOCAL
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise ApiError(
+                401,
+                "missing bearer token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        token = authorization[7:].strip()
+        for key in self.settings.api_keys:
+            if hmac.compare_digest(key.key.get_secret_value(), token):
+                return Principal(key.identity, frozenset(key.scopes), frozenset(key.groups))
+        if self.settings.jwt_secret or self._jwks:
+            return self._from_jwt(token)
+        raise ApiError(401, "invalid token")
+
+    def _from_jwt(self, token: str) -> Principal:
+        s = self.settings
+        try:
+            if self._jwks is not None:
+                key: Any = self._jwks.get_signing_key_from_jwt(token).key
+                algorithms = ["RS256", "ES256", "EdDSA"]
+            else:
+                assert s.jwt_secret is not None
+                key, algorithms = s.jwt_secret.get_secret_value(), ["HS256"]
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                options={"verify_aud": s.jwt_audience is not None},
+            )
+        except jwt.PyJWTError as e:
+            raise ApiError(401, f"invalid token: {e}") from None
+        scopes = claims.get("scope") or claims.get("scopes") or []
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        identity = claims.get("email") or claims.get("sub")
+        if not identity:
+            raise ApiError(401, "invalid token: no 'sub' or 'email' claim")
+        return Principal(str(identity), frozenset(scopes), frozenset(claims.get("groups") or []))
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if not principal.has(scope):
+        raise ApiError(403, f"'{principal.identity}' lacks the '{scope}' scope")

@@ -1,0 +1,67 @@
+"""Dependencies, as `Annotated` aliases routers declare in their signatures.
+
+The Temporal client and the store are created once in the app's lifespan; a request
+that needs Temporal while it is unreachable gets a 503 naming the address, and the
+next request tries to connect again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from temporalio.client import Client
+
+from activities.store.definitions import DefinitionStore
+from api.auth import Authenticator, Principal, require_scope
+from api.errors import unavailable
+from duratask.settings import Settings
+from worker.client import connect
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> DefinitionStore:
+    store: DefinitionStore = request.app.state.store
+    return store
+
+
+async def get_temporal(request: Request) -> Client:
+    state = request.app.state
+    if state.temporal is None:
+        async with state.temporal_lock:
+            if state.temporal is None:
+                try:
+                    state.temporal = await asyncio.wait_for(connect(state.settings), 5)
+                except Exception as e:
+                    raise unavailable(
+                        f"Temporal at {state.settings.temporal_address} is unreachable: {e}"
+                    ) from None
+    client: Client = state.temporal
+    return client
+
+
+def get_principal(request: Request, authorization: str | None = Header(None)) -> Principal:
+    auth: Authenticator = request.app.state.auth
+    return auth.authenticate(authorization)
+
+
+def _scoped(scope: str):  # type: ignore[no-untyped-def]
+    def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        require_scope(principal, scope)
+        return principal
+
+    return dep
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[DefinitionStore, Depends(get_store)]
+TemporalDep = Annotated[Client, Depends(get_temporal)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+Reader = Annotated[Principal, Depends(_scoped("tasks:read"))]
+Writer = Annotated[Principal, Depends(_scoped("tasks:write"))]
+Approver = Annotated[Principal, Depends(_scoped("tasks:approve"))]

@@ -1,0 +1,120 @@
+"""The one place where failures become HTTP answers.
+
+Routers raise `ApiError` or let store/Temporal exceptions through; the handlers here
+turn them into `{"detail": ...}` with the right status: unknown things 404, illegal
+state changes 409, bad input 422, Temporal unreachable 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.store.definitions import NotFound
+from duratask.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def conflict(detail: str, **extra: Any) -> ApiError:
+    return ApiError(409, detail, **extra)
+
+
+def unprocessable(detail: str, **extra: Any) -> ApiError:
+    return ApiError(422, detail, **extra)
+
+
+def unavailable(detail: str) -> ApiError:
+    return ApiError(503, detail)
+
+
+def pydantic_problems(err: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",))
+        out.append({"field": loc or None, "message": e.get("msg", "invalid")})
+    return out
+
+
+def describe_problems(problems: list[dict[str, Any]]) -> str:
+    parts = [f"{p['field']}: {p['message']}" if p.get("field") else p["message"] for p in problems]
+    return "; ".join(parts)
+
+
+def _json(
+    status: int, detail: Any, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+
+
+def map_rpc_error(e: RPCError, what: str = "run") -> ApiError:
+    if e.status == RPCStatusCode.NOT_FOUND:
+        return not_found(what)
+    if e.status == RPCStatusCode.INVALID_ARGUMENT:
+        return unprocessable(e.message)
+    if e.status == RPCStatusCode.ALREADY_EXISTS:
+        return conflict(e.message)
+    if e.status == RPCStatusCode.FAILED_PRECONDITION:
+        return conflict(e.message)
+    if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+        return unavailable(f"Temporal is unavailable: {e.message}")
+    return ApiError(502, f"Temporal error: {e.message}")
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, e: ApiError) -> JSONResponse:
+        return _json(e.status, e.detail, e.headers, **e.extra)
+
+    @app.exception_handler(NotFound)
+    async def _nf(_: Request, e: NotFound) -> JSONResponse:
+        return _json(404, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _rv(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = pydantic_problems(e)
+        return _json(422, describe_problems(problems), problems=problems)
+
+    @app.exception_handler(ValidationError)
+    async def _pv(_: Request, e: ValidationError) -> JSONResponse:
+        problems = pydantic_problems(e)
+        return _json(422, describe_problems(problems), problems=problems)
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_: Request, e: RPCError) -> JSONResponse:
+        err = map_rpc_error(e)
+        return _json(err.status, err.detail)
+
+    @app.exception_handler(WorkflowAlreadyStartedError)
+    async def _started(_: Request, e: WorkflowAlreadyStartedError) -> JSONResponse:
+        return _json(409, f"run {e.workflow_id} already exists")
+
+    @app.exception_handler(WorkflowFailureError)
+    async def _wf(_: Request, e: WorkflowFailureError) -> JSONResponse:
+        return _json(409, f"run failed: {e.cause}")
+
+    @app.exception_handler(ConnectionError)
+    async def _conn(_: Request, e: ConnectionError) -> JSONResponse:
+        return _json(503, f"service unavailable: {e}")

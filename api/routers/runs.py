@@ -1,0 +1,123 @@
+"""`/v1/runs`: start, read, list, wait for, cancel, retry, re-prioritise, message."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.runs_service import RunService
+from api.schemas import (
+    BulkCancelRequest,
+    CancelRunRequest,
+    MessageRequest,
+    PatchRunRequest,
+    RetryRunRequest,
+    RunPage,
+    RunResult,
+    StartRunRequest,
+)
+from workflows.models import Intervention, RunState
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
+    return RunService(client, store, settings)
+
+
+Runs = Annotated[RunService, Depends(run_service)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: Writer) -> RunState:
+    """Start a run (201). With an `idempotency_key` already used, returns that run (200)."""
+    state, created = await runs.start(body, who.identity)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return state
+
+
+@router.get("")
+async def list_runs(
+    runs: Runs,
+    _: Reader,
+    definition_id: str | None = None,
+    status: str | None = None,
+    owner: str | None = None,
+    trigger: str | None = None,
+    parent: str | None = None,
+    page_size: int = Query(50, ge=1, le=500),
+    page_token: str | None = None,
+) -> RunPage:
+    items, token = await runs.list(
+        definition_id, status, owner, trigger, parent, page_size, page_token
+    )
+    return RunPage(items=items, next_page_token=token)
+
+
+@router.post("/bulk-cancel")
+async def bulk_cancel(body: BulkCancelRequest, runs: Runs, who: Writer) -> dict[str, Any]:
+    results = await runs.bulk_cancel(body.run_ids, body.reason, who.identity)
+    return {"results": results, "cancelled": sum(1 for r in results if r["ok"])}
+
+
+@router.get("/{run_id}")
+async def get_run(run_id: str, runs: Runs, _: Reader) -> RunState:
+    return await runs.get(run_id)
+
+
+@router.get("/{run_id}/result")
+async def get_result(
+    run_id: str,
+    response: Response,
+    runs: Runs,
+    _: Reader,
+    wait: float = Query(0, ge=0, le=300, description="Seconds to wait for the run to end"),
+) -> RunResult:
+    """The run's result; 202 with the current state if it has not ended within `wait`."""
+    state, done = await runs.result(run_id, wait)
+    if not done:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return RunResult(
+        run_id=run_id,
+        status=state.status.value,
+        done=done,
+        result=state.result,
+        error=state.error,
+        state=state,
+    )
+
+
+@router.post("/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+async def cancel_run(
+    run_id: str, runs: Runs, who: Writer, body: CancelRunRequest | None = None
+) -> dict[str, Any]:
+    reason = body.reason if body else ""
+    await runs.cancel(run_id, reason, who.identity)
+    return {"run_id": run_id, "status": "cancelling", "reason": reason}
+
+
+@router.post("/{run_id}/retry", status_code=status.HTTP_201_CREATED)
+async def retry_run(
+    run_id: str, runs: Runs, who: Writer, body: RetryRunRequest | None = None
+) -> RunState:
+    return await runs.retry(run_id, body.input if body else None, who.identity)
+
+
+@router.patch("/{run_id}")
+async def patch_run(run_id: str, body: PatchRunRequest, runs: Runs, _: Writer) -> dict[str, Any]:
+    await runs.set_priority(run_id, body.priority)
+    return {"run_id": run_id, "priority": body.priority.value}
+
+
+@router.post("/{run_id}/messages", status_code=status.HTTP_202_ACCEPTED)
+async def send_message(
+    run_id: str, body: MessageRequest, runs: Runs, who: Writer
+) -> dict[str, Any]:
+    """Intervene in a running agent: `steer` now, `collect` for later, or `followup`."""
+    await runs.message(
+        run_id, Intervention(mode=body.mode, message=body.message, sender=who.identity)
+    )
+    return {"run_id": run_id, "mode": body.mode, "accepted": True}

@@ -1,0 +1,77 @@
+"""Request and response bodies of the gateway (the run models themselves are in
+`workflows.models`, shared with the workflow)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.models import Priority, RunState
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartRunRequest(_Body):
+    definition_id: str
+    version: int | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = Priority.normal
+    owner: str | None = None
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    start_at: datetime | None = None
+    source: dict[str, str] = Field(default_factory=dict)
+    trigger: Literal["api", "cli"] = "api"
+
+
+class CancelRunRequest(_Body):
+    reason: str = ""
+
+
+class RetryRunRequest(_Body):
+    input: dict[str, Any] | None = None
+
+
+class PatchRunRequest(_Body):
+    priority: Priority
+
+
+class BulkCancelRequest(_Body):
+    run_ids: list[str] = Field(min_length=1, max_length=1000)
+    reason: str = ""
+
+
+class MessageRequest(_Body):
+    mode: Literal["steer", "collect", "followup"] = "collect"
+    message: str = Field(min_length=1)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    definition_id: str | None
+    status: str
+    owner: str | None = None
+    trigger: str | None = None
+    priority: str | None = None
+    proactive: bool = False
+    parent_run_id: str | None = None
+    start_time: datetime | None = None
+    close_time: datetime | None = None
+    temporal_ui_url: str | None = None
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    next_page_token: str | None = None
+
+
+class RunResult(BaseModel):
+    run_id: str
+    status: str
+    done: bool
+    result: Any = None
+    error: Any = None
+    state: RunState | None = None

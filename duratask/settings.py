@@ -1,0 +1,127 @@
+"""Settings for every duratask process, read from the environment and `.env`.
+
+All variables carry the `DURATASK_` prefix; nested models use `__`
+(e.g. `DURATASK_OPENAI__BASE_URL`). Secrets are `SecretStr` so they never print.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STATE_DIR = Path(".duratask")
+
+
+class OpenAISettings(BaseModel):
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    organization: str | None = None
+    timeout_s: float = 120.0
+
+
+class AnthropicSettings(BaseModel):
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    timeout_s: float = 120.0
+
+
+class ApiKey(BaseModel):
+    """A static gateway key mapped to an identity and its scopes."""
+
+    key: SecretStr
+    identity: str
+    scopes: list[str] = Field(
+        default_factory=lambda: ["tasks:read", "tasks:write", "tasks:approve"]
+    )
+    groups: list[str] = Field(default_factory=list)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DURATASK_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "duratask"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # Store
+    database_url: str = f"sqlite+aiosqlite:///{STATE_DIR}/duratask.db"
+
+    # Gateway
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+
+    # Models: the provider used when a definition names none.
+    # Empty means "nothing configured": the offline scripted model is used.
+    default_provider: str | None = None
+    default_model: str | None = None
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
+    # Price table, USD per million tokens: {"gpt-4o-mini": [0.15, 0.60]}
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    # Tools
+    tool_modules: list[str] = Field(default_factory=list)
+    http_allow_private: bool = False
+    http_max_response_bytes: int = 1_000_000
+    http_timeout_s: float = 30.0
+    notify_webhook_url: str | None = None
+
+    # Auth: static keys; empty list + auth_required=False means open (dev/test only)
+    auth_required: bool = False
+    api_keys: list[ApiKey] = Field(default_factory=list)
+    jwt_secret: SecretStr | None = None
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    # What the CLI sends as its bearer token
+    token: SecretStr | None = None
+
+    # Worker tuning
+    max_concurrent_activities: int = 100
+    max_concurrent_workflow_tasks: int = 100
+    max_subtask_depth: int = 8
+    shutdown_grace_s: float = 10.0
+
+    # Output size kept in history per step before truncation (bytes)
+    max_output_bytes: int = 256_000
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def model_provider(self) -> str:
+        """The provider used when a definition does not name one."""
+        if self.default_provider:
+            return self.default_provider
+        if self.openai.api_key or self.openai.base_url:
+            return "openai"
+        if self.anthropic.api_key:
+            return "anthropic"
+        return "scripted"
+
+    @property
+    def model_name(self) -> str:
+        if self.default_model:
+            return self.default_model
+        return {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}.get(
+            self.model_provider, "echo"
+        )
+
+    def gateway_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The worker process: Temporal client, registration, tuning and shutdown."""

@@ -1,0 +1,88 @@
+"""Building and running the duratask worker.
+
+`build_worker` wires the workflow and every activity onto one task queue; `run`
+starts it and, on SIGINT/SIGTERM, stops polling and lets in-flight activities finish
+within `shutdown_grace_s` before exiting (Temporal retries whatever did not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.llm.activity import LlmActivities
+from activities.notify import NotifyActivities
+from activities.tools.activity import ToolActivities
+from activities.tools.registry import ToolRegistry, build_registry
+from duratask.logging import configure_logging, get_logger
+from duratask.settings import Settings, get_settings
+from worker.client import connect
+from workflows.run_workflow import TaskRunWorkflow
+
+log = get_logger(__name__)
+
+
+def activities_for(
+    settings: Settings, registry: ToolRegistry, services: dict[str, Any] | None = None
+) -> list[Any]:
+    llm = LlmActivities(settings, registry)
+    tools = ToolActivities(settings, registry, services)
+    notify = NotifyActivities(settings)
+    return [llm.complete, tools.call, notify.notify]
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    task_queue: str | None = None,
+    *,
+    activities: Sequence[Any] | None = None,
+    registry: ToolRegistry | None = None,
+    services: dict[str, Any] | None = None,
+) -> Worker:
+    registry = registry or build_registry(settings)
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[TaskRunWorkflow],
+        activities=list(
+            activities if activities is not None else activities_for(settings, registry, services)
+        ),
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
+    )
+
+
+async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping", grace_s=settings.shutdown_grace_s)
+    log.info("worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

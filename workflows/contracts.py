@@ -1,0 +1,52 @@
+"""Stable names shared by the workflow, the worker and the gateway.
+
+Activity names and search attribute keys are part of history: renaming one breaks
+replay of every run that used it, so they live here, once, and never change.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+# Activities (implemented in activities/, called by name from workflows/)
+LLM_ACTIVITY = "duratask.llm.complete"
+TOOL_ACTIVITY = "duratask.tool.call"
+NOTIFY_ACTIVITY = "duratask.notify"
+
+# Custom search attributes: the operator's filters in the Temporal Web UI
+SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")
+SA_STATUS = SearchAttributeKey.for_keyword("DurataskStatus")
+SA_OWNER = SearchAttributeKey.for_keyword("DurataskOwner")
+SA_TRIGGER = SearchAttributeKey.for_keyword("DurataskTrigger")
+SA_PRIORITY = SearchAttributeKey.for_keyword("DurataskPriority")
+SA_PARENT = SearchAttributeKey.for_keyword("DurataskParent")
+SA_SCHEDULE = SearchAttributeKey.for_keyword("DurataskSchedule")
+SA_APPROVERS = SearchAttributeKey.for_keyword_list("DurataskApprovers")
+SA_TOKENS = SearchAttributeKey.for_int("DurataskTokens")
+SA_COST = SearchAttributeKey.for_float("DurataskCostUsd")
+SA_DURATION_MS = SearchAttributeKey.for_int("DurataskDurationMs")
+
+SEARCH_ATTRIBUTES = [
+    SA_DEFINITION,
+    SA_STATUS,
+    SA_OWNER,
+    SA_TRIGGER,
+    SA_PRIORITY,
+    SA_PARENT,
+    SA_SCHEDULE,
+    SA_APPROVERS,
+    SA_TOKENS,
+    SA_COST,
+    SA_DURATION_MS,
+]
+
+# Error codes (RunError.code / ApplicationError.type)
+E_INVALID_INPUT = "INVALID_INPUT"
+E_TEMPLATE = "TEMPLATE_ERROR"
+E_NOT_IMPLEMENTED = "STEP_NOT_AVAILABLE"
+E_MAX_STEPS = "MAX_STEPS_EXCEEDED"
+E_STEP_FAILED = "STEP_FAILED"
+E_TOOL = "TOOL_ERROR"
+E_TIMEOUT = "TIMEOUT"
+E_CANCELLED = "CANCELLED"
+E_REJECTED = "REJECTED"

@@ -1,0 +1,248 @@
+"""The task definition: the contract engineers write in YAML or JSON.
+
+These pydantic models are the schema (the gateway serves them as JSON Schema), the
+parse step of the compiler, and what a run receives pinned in its bundle. Fields
+are only ever added, never renamed, so old definitions and old histories stay valid.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workflows.durations import parse_duration
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"
+END = "end"
+
+Duration = str | int | float
+
+
+def _check_duration(value: Duration | None) -> Duration | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class InputSpec(_Model):
+    type: Literal["string", "number", "integer", "boolean", "object", "array", "any"] = "string"
+    required: bool = False
+    default: Any = None
+    description: str | None = None
+    enum: list[Any] | None = None
+
+
+class ScriptedReply(_Model):
+    """One scripted model reply: text, tool calls, or both; `delay` in seconds."""
+
+    text: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    delay: float = 0.0
+    error: dict[str, Any] | None = None  # {"status": 429, "message": ..., "retry_after": 1}
+
+
+class ModelSpec(_Model):
+    provider: str | None = None
+    name: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stream: bool = True
+    # `scripted` provider: replies in order (name `script`); `echo` needs none.
+    script: list[ScriptedReply] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def merged_over(self, base: ModelSpec | None) -> ModelSpec:
+        """This spec with unset fields taken from `base`."""
+        if base is None:
+            return self
+        data = base.model_dump(exclude_unset=True)
+        data.update(self.model_dump(exclude_unset=True))
+        return ModelSpec.model_validate(data)
+
+
+class RetrySpec(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_interval: Duration = "1s"
+    backoff: float = Field(default=2.0, ge=1.0)
+    max_interval: Duration = "1m"
+
+    _d = field_validator("initial_interval", "max_interval")(_check_duration)
+
+
+class Limits(_Model):
+    max_steps: int = Field(default=50, ge=1, le=10_000)
+    timeout: Duration | None = None
+
+    _d = field_validator("timeout")(_check_duration)
+
+
+class _Step(_Model):
+    id: str = Field(pattern=STEP_ID_PATTERN)
+    label: str | None = None
+    next: str | None = None
+    timeout: Duration | None = None
+    retry: RetrySpec | None = None
+
+    _d = field_validator("timeout")(_check_duration)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.id
+
+
+class LlmCallStep(_Step):
+    action: Literal["llm_call"] = "llm_call"
+    prompt: str
+    system: str | None = None
+    model: ModelSpec | None = None
+    tools: list[str] | None = None  # None: the definition's tools; []: none
+    max_steps: int | None = Field(default=None, ge=1, le=1000)
+    on_max_steps: Literal["fail", "last_answer"] = "fail"
+    output: Literal["text", "json"] = "text"
+
+
+class ToolCallStep(_Step):
+    action: Literal["tool_call"] = "tool_call"
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConditionalStep(_Step):
+    action: Literal["conditional"] = "conditional"
+    condition: str
+    then: str
+    else_: str | None = Field(default=None, alias="else")
+
+
+class SubTaskStep(_Step):
+    action: Literal["sub_task"] = "sub_task"
+    task: str
+    version: int | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    priority: str | None = None
+    owner: str | None = None
+
+
+class Branch(_Model):
+    name: str | None = None
+    task: str | None = None
+    version: int | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    steps: list[Step] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Branch:
+        if (self.task is None) == (self.steps is None):
+            raise ValueError("a branch needs exactly one of 'task' or 'steps'")
+        return self
+
+
+class ParallelStep(_Step):
+    action: Literal["parallel"] = "parallel"
+    branches: list[Branch] = Field(min_length=1)
+    on_failure: Literal["fail_fast", "wait_all"] = "fail_fast"
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+
+class ApprovalStep(_Step):
+    action: Literal["approval"] = "approval"
+    approvers: list[str] = Field(min_length=1)
+    min_approvals: int = Field(default=1, ge=1)
+    prompt: str | None = None
+    on_timeout: Literal["reject", "approve", "fail"] = "reject"
+    on_reject: str | None = None
+    reminder: Duration | None = None
+
+    _r = field_validator("reminder")(_check_duration)
+
+
+class WaitStep(_Step):
+    action: Literal["wait"] = "wait"
+    duration: Duration | None = None
+    until: str | None = None  # ISO 8601 time, or a template producing one
+
+    _w = field_validator("duration")(_check_duration)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WaitStep:
+        if (self.duration is None) == (self.until is None):
+            raise ValueError("a wait step needs exactly one of 'duration' or 'until'")
+        return self
+
+
+class NotifyStep(_Step):
+    action: Literal["notify"] = "notify"
+    message: str
+    channel: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+Step = Annotated[
+    LlmCallStep
+    | ToolCallStep
+    | ConditionalStep
+    | SubTaskStep
+    | ParallelStep
+    | ApprovalStep
+    | WaitStep
+    | NotifyStep,
+    Field(discriminator="action"),
+]
+ACTIONS = (
+    "llm_call",
+    "tool_call",
+    "conditional",
+    "sub_task",
+    "parallel",
+    "approval",
+    "wait",
+    "notify",
+)
+
+
+class TaskDefinition(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str | None = None
+    description: str | None = None
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    model: ModelSpec | None = None
+    tools: list[str] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=Limits)
+    steps: list[Step] = Field(min_length=1)
+    tags: list[str] = Field(default_factory=list)
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    def referenced_tasks(self) -> list[str]:
+        """Ids of every definition this one starts as a sub-task or parallel branch."""
+        found: list[str] = []
+
+        def walk(steps: list[Step]) -> None:
+            for s in steps:
+                if isinstance(s, SubTaskStep):
+                    found.append(s.task)
+                elif isinstance(s, ParallelStep):
+                    for b in s.branches:
+                        if b.task:
+                            found.append(b.task)
+                        if b.steps:
+                            walk(b.steps)
+
+        walk(self.steps)
+        return sorted(set(found))
+
+
+Branch.model_rebuild()
+ParallelStep.model_rebuild()
+TaskDefinition.model_rebuild()

@@ -1,0 +1,311 @@
+"""Run models: the workflow's input, its state, events, and every signal, update and
+activity payload. One pydantic model per boundary so fields can be added compatibly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.definition import ModelSpec, TaskDefinition
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Priority(StrEnum):
+    critical = "critical"
+    urgent = "urgent"
+    high = "high"
+    normal = "normal"
+    low = "low"
+
+    @property
+    def key(self) -> int:
+        """Temporal priority key: 1 is served first."""
+        return {"critical": 1, "urgent": 2, "high": 3, "normal": 4, "low": 5}[self.value]
+
+
+class RunStatus(StrEnum):
+    scheduled = "scheduled"
+    queued = "queued"
+    running = "running"
+    awaiting_approval = "awaiting_approval"
+    awaiting_subtask = "awaiting_subtask"
+    awaiting_parallel = "awaiting_parallel"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (RunStatus.completed, RunStatus.failed, RunStatus.cancelled)
+
+
+class StepStatus(StrEnum):
+    pending = "pending"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    skipped = "skipped"
+    cancelled = "cancelled"
+
+
+class Trigger(StrEnum):
+    api = "api"
+    cli = "cli"
+    schedule = "schedule"
+    retry = "retry"
+    subtask = "subtask"
+    tool = "tool"
+
+
+# ---------------------------------------------------------------- run input
+
+
+class BundledDefinition(_Model):
+    definition: TaskDefinition
+    version: int
+
+
+class DefinitionBundle(_Model):
+    """The definition a run executes, pinned, plus every definition it references."""
+
+    root: BundledDefinition
+    others: dict[str, BundledDefinition] = Field(default_factory=dict)
+
+    def get(self, definition_id: str) -> BundledDefinition | None:
+        if definition_id == self.root.definition.id:
+            return self.root
+        return self.others.get(definition_id)
+
+
+class RunMeta(_Model):
+    owner: str | None = None
+    priority: Priority = Priority.normal
+    trigger: Trigger = Trigger.api
+    schedule_id: str | None = None
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+    retry_count: int = 0
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    depth: int = 0
+    created_at: datetime | None = None
+    created_by: str | None = None
+    scheduled_for: datetime | None = None
+    source: dict[str, str] = Field(default_factory=dict)  # session/conversation/message ids
+
+
+class RunConfig(_Model):
+    """Worker-independent knobs fixed at start, so a replay sees the same values."""
+
+    default_model: ModelSpec = Field(
+        default_factory=lambda: ModelSpec(provider="scripted", name="echo")
+    )
+    max_output_bytes: int = 256_000
+    max_subtask_depth: int = 8
+    max_events: int = 500
+
+
+class RunInput(_Model):
+    bundle: DefinitionBundle
+    input: dict[str, Any] = Field(default_factory=dict)
+    meta: RunMeta = Field(default_factory=RunMeta)
+    config: RunConfig = Field(default_factory=RunConfig)
+
+
+# ---------------------------------------------------------------- run state
+
+
+class Usage(_Model):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd = round(self.cost_usd + other.cost_usd, 8)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class RunError(_Model):
+    code: str
+    message: str
+    step_id: str | None = None
+    retry_after: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunEvent(_Model):
+    type: str
+    time: datetime
+    step_id: str | None = None
+    message: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepState(_Model):
+    id: str
+    action: str
+    label: str | None = None
+    status: StepStatus = StepStatus.pending
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    attempts: int = 0
+    output: Any = None
+    truncated: bool = False
+    error: RunError | None = None
+    usage: Usage = Field(default_factory=Usage)
+    children: list[str] = Field(default_factory=list)
+
+
+class Progress(_Model):
+    percent: int = 0
+    current_step: str | None = None
+    estimated_time_remaining_ms: int | None = None
+
+
+class PlanItem(_Model):
+    step_id: str
+    label: str
+    done: bool = False
+
+
+class RunState(_Model):
+    run_id: str
+    definition_id: str
+    definition_version: int
+    status: RunStatus = RunStatus.queued
+    current_step: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepState] = Field(default_factory=list)
+    result: Any = None
+    error: RunError | None = None
+    progress: Progress = Field(default_factory=Progress)
+    plan: list[PlanItem] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    events: list[RunEvent] = Field(default_factory=list)
+    pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
+    # metadata
+    owner: str | None = None
+    priority: Priority = Priority.normal
+    trigger: Trigger = Trigger.api
+    schedule_id: str | None = None
+    parent_run_id: str | None = None
+    retry_of: str | None = None
+    retry_count: int = 0
+    execution_count: int = 1
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    scheduled_for: datetime | None = None
+    cancel_reason: str | None = None
+    temporal_ui_url: str | None = None
+
+    def step(self, step_id: str) -> StepState:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+# ---------------------------------------------------------------- signals/updates
+
+
+class CancelRequest(_Model):
+    reason: str = ""
+    requested_by: str | None = None
+
+
+class PriorityChange(_Model):
+    priority: Priority
+
+
+class ApprovalDecision(_Model):
+    decision: Literal["approve", "reject"]
+    approver: str
+    comment: str | None = None
+    groups: list[str] = Field(default_factory=list)
+
+
+class Intervention(_Model):
+    mode: Literal["steer", "collect", "followup"]
+    message: str
+    sender: str | None = None
+
+
+# ---------------------------------------------------------------- activity payloads
+
+
+class ToolCall(_Model):
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChatMessage(_Model):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class LlmRequest(_Model):
+    run_id: str
+    step_id: str
+    model: ModelSpec
+    messages: list[ChatMessage]
+    tools: list[str] = Field(default_factory=list)
+    turn: int = 0
+    max_output_bytes: int = 256_000
+
+
+class LlmResponse(_Model):
+    text: str | None = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str | None = None
+    model: str | None = None
+    truncated: bool = False
+
+
+class ToolRequest(_Model):
+    run_id: str
+    step_id: str
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    allowed: list[str] = Field(default_factory=list)
+    idempotency_key: str
+    owner: str | None = None
+    max_output_bytes: int = 256_000
+
+
+class ToolResult(_Model):
+    output: Any = None
+    error: str | None = None
+    truncated: bool = False
+
+
+class NotifyRequest(_Model):
+    run_id: str
+    step_id: str | None = None
+    message: str
+    channel: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str
+
+
+class NotifyResult(_Model):
+    delivered: list[str] = Field(default_factory=list)

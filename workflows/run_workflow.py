@@ -1,0 +1,382 @@
+"""TaskRunWorkflow: one run of a task definition, interpreted step by step.
+
+The workflow receives the pinned definition bundle, walks its steps following
+`next` / `then` / `else`, and turns each step into Temporal primitives: activities
+for model and tool calls, durable timers for waits, signals for people. Everything
+observable lives in `RunTracker.state`, answered by the `state` query and returned
+as the result (or attached to the failure) when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import Priority, RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import contracts
+    from workflows.agent import AgentLoop
+    from workflows.definition import (
+        END,
+        ApprovalStep,
+        ConditionalStep,
+        LlmCallStep,
+        NotifyStep,
+        ParallelStep,
+        RetrySpec,
+        Step,
+        SubTaskStep,
+        TaskDefinition,
+        ToolCallStep,
+        WaitStep,
+    )
+    from workflows.durations import parse_duration
+    from workflows.errors import StepFailure, fail, from_exception
+    from workflows.graph import default_next
+    from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
+    from workflows.inputs import InputError, resolve_inputs
+    from workflows.models import (
+        ApprovalDecision,
+        CancelRequest,
+        Intervention,
+        NotifyRequest,
+        NotifyResult,
+        PriorityChange,
+        RunError,
+        RunInput,
+        RunState,
+        RunStatus,
+        ToolRequest,
+        ToolResult,
+    )
+    from workflows.templates import render_text, render_value
+    from workflows.tracker import RunTracker
+
+DEFAULT_TIMEOUTS = {
+    "llm_call": timedelta(minutes=10),
+    "tool_call": timedelta(minutes=5),
+    "notify": timedelta(minutes=1),
+}
+HEARTBEAT = timedelta(seconds=10)
+
+
+@workflow.defn(name="TaskRunWorkflow", failure_exception_types=[ExpressionError, InputError])
+class TaskRunWorkflow:
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self.inp = inp
+        self.definition: TaskDefinition = inp.bundle.root.definition
+        self.tracker = RunTracker(workflow.info().workflow_id, inp)
+        self.priority = inp.meta.priority
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.executions: dict[str, int] = {}
+        self.agent = AgentLoop(self)
+
+    # ------------------------------------------------------------ queries, signals
+    @workflow.query
+    def state(self) -> RunState:
+        return self.tracker.state
+
+    @workflow.signal
+    def request_cancel(self, req: CancelRequest) -> None:
+        """Sent just before a cancel so the reason and who asked are recorded."""
+        self.tracker.state.cancel_reason = req.reason or None
+        self.tracker.emit("run.cancel_requested", None, req.reason, by=req.requested_by)
+
+    @workflow.signal
+    def set_priority(self, change: PriorityChange) -> None:
+        """Steps dispatched from now on use the new priority."""
+        self.priority = change.priority
+        self.tracker.state.priority = change.priority
+        workflow.upsert_search_attributes([contracts.SA_PRIORITY.value_set(change.priority.value)])
+        self.tracker.emit("run.priority_changed", None, change.priority.value)
+
+    @workflow.signal
+    def approve(self, decision: ApprovalDecision) -> None:
+        self.tracker.emit(
+            "approval.refused",
+            None,
+            "no approval step is waiting",
+            approver=decision.approver,
+            decision=decision.decision,
+        )
+
+    @workflow.signal
+    def intervene(self, msg: Intervention) -> None:
+        self.agent.intervene(msg)
+
+    # ------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, inp: RunInput) -> RunState:
+        t = self.tracker
+        t.started()
+        timeout = self.definition.limits.timeout
+        try:
+            try:
+                self.inputs = resolve_inputs(self.definition, inp.input)
+            except InputError as e:
+                raise fail(contracts.E_INVALID_INPUT, str(e)) from None
+            t.state.input = self.inputs
+            if timeout is not None:
+                await asyncio.wait_for(self._walk(), parse_duration(timeout).total_seconds())
+            else:
+                await self._walk()
+        except StepFailure as f:
+            self._fail(f.error)
+        except TimeoutError:
+            limit = f"the run exceeded its time limit of {timeout}"
+            self._fail(
+                RunError(code=contracts.E_TIMEOUT, message=limit, step_id=t.state.current_step)
+            )
+        except asyncio.CancelledError:
+            self._cancelled()
+            raise
+        t.finish(RunStatus.completed)
+        t.emit("run.completed", None, "run completed")
+        return t.state
+
+    def _fail(self, error: RunError) -> None:
+        t = self.tracker
+        if error.step_id and t.step(error.step_id).status == "running":
+            t.step_failed(error.step_id, error)
+        t.finish(RunStatus.failed, error)
+        t.emit("run.failed", error.step_id, error.message, code=error.code)
+        raise ApplicationError(
+            error.message,
+            t.state.model_dump(mode="json"),
+            type=error.code,
+            non_retryable=True,
+        )
+
+    def _cancelled(self) -> None:
+        t = self.tracker
+        if t.state.current_step:
+            t.step_cancelled(t.state.current_step)
+        reason = t.state.cancel_reason or "cancelled"
+        t.finish(
+            RunStatus.cancelled,
+            RunError(code=contracts.E_CANCELLED, message=reason, step_id=t.state.current_step),
+        )
+        t.emit("run.cancelled", None, reason)
+
+    async def _walk(self) -> None:
+        steps = self.definition.steps
+        index = {s.id: i for i, s in enumerate(steps)}
+        current = steps[0].id
+        executed = 0
+        limit = self.definition.limits.max_steps
+        while current != END:
+            executed += 1
+            if executed > limit:
+                raise fail(
+                    contracts.E_MAX_STEPS,
+                    f"the run executed more than limits.max_steps={limit} steps",
+                    current,
+                )
+            step = steps[index[current]]
+            current = await self._run_step(step, index[current])
+        for s in steps:
+            self.tracker.step_skipped(s.id, "not on the path taken")
+        last = self._last_output()
+        self.tracker.state.result = last
+
+    def _last_output(self) -> Any:
+        for s in reversed(self.tracker.state.steps):
+            if s.status == "completed" and s.action not in ("conditional",):
+                return s.output
+        return None
+
+    # ------------------------------------------------------------ steps
+    async def _run_step(self, step: Step, i: int) -> str:
+
+        t = self.tracker
+        self.executions[step.id] = self.executions.get(step.id, 0) + 1
+        t.step_started(step.id, step.title)
+        try:
+            output, truncated, nxt = await self._dispatch(step)
+        except StepFailure as f:
+            f.error.step_id = f.error.step_id or step.id
+            t.step_failed(step.id, f.error)
+            raise
+        except MissingValueError as e:
+            err = RunError(
+                code=contracts.E_TEMPLATE,
+                message=f"{e}: check the template in step '{step.id}'",
+                step_id=step.id,
+                details={"missing": e.name},
+            )
+            t.step_failed(step.id, err)
+            raise StepFailure(err) from None
+        except ExpressionError as e:
+            err = RunError(code=contracts.E_TEMPLATE, message=str(e), step_id=step.id)
+            t.step_failed(step.id, err)
+            raise StepFailure(err) from None
+        self.outputs[step.id] = {"output": output, "status": "completed"}
+        t.step_completed(step.id, output, truncated)
+        return nxt or default_next(self.definition.steps, i)
+
+    async def _dispatch(self, step: Step) -> tuple[Any, bool, str | None]:
+        if isinstance(step, LlmCallStep):
+            out, truncated = await self.agent.run(step)
+            return out, truncated, None
+        if isinstance(step, ToolCallStep):
+            return await self._tool_step(step)
+        if isinstance(step, ConditionalStep):
+            return self._conditional(step)
+        if isinstance(step, WaitStep):
+            return await self._wait(step), False, None
+        if isinstance(step, NotifyStep):
+            return await self._notify(step), False, None
+        if isinstance(step, SubTaskStep | ParallelStep | ApprovalStep):
+            raise fail(
+                contracts.E_NOT_IMPLEMENTED,
+                f"'{step.action}' steps are not available in this version of duratask yet",
+                step.id,
+            )
+        raise fail(contracts.E_STEP_FAILED, f"unknown action {step.action!r}", step.id)
+
+    def namespace(self) -> dict[str, Any]:
+        st = self.tracker.state
+        return {
+            "input": getattr(self, "inputs", self.inp.input),
+            "steps": self.outputs,
+            "run": {
+                "id": st.run_id,
+                "definition_id": st.definition_id,
+                "definition_version": st.definition_version,
+                "owner": st.owner,
+                "priority": st.priority.value,
+                "trigger": st.trigger.value,
+                "started_at": st.started_at.isoformat() if st.started_at else None,
+                "now": workflow.now().isoformat(),
+            },
+        }
+
+    def _conditional(self, step: ConditionalStep) -> tuple[Any, bool, str | None]:
+        result = evaluate_condition(step.condition, self.namespace())
+        steps = self.definition.steps
+        i = next(k for k, s in enumerate(steps) if s.id == step.id)
+        fallthrough = steps[i + 1].id if i + 1 < len(steps) else END
+        target = step.then if result else (step.else_ or fallthrough)
+        self.tracker.emit("step.branch", step.id, f"condition {result} -> {target}", taken=target)
+        return {"result": result, "next": target}, False, target
+
+    async def _wait(self, step: WaitStep) -> Any:
+        if step.duration is not None:
+            delay = parse_duration(step.duration)
+        else:
+            until_text = render_text(step.until or "", self.namespace())
+            try:
+                until = datetime.fromisoformat(until_text.replace("Z", "+00:00"))
+            except ValueError:
+                raise fail(
+                    contracts.E_STEP_FAILED, f"'until' is not an ISO 8601 time: {until_text!r}"
+                ) from None
+            if until.tzinfo is None:
+                raise fail(contracts.E_STEP_FAILED, f"'until' needs a time zone: {until_text!r}")
+            delay = max(timedelta(0), until - workflow.now())
+        await workflow.sleep(delay, summary=f"{step.id}: wait {delay}")
+        return {"waited_s": delay.total_seconds()}
+
+    async def _tool_step(self, step: ToolCallStep) -> tuple[Any, bool, str | None]:
+        args = render_value(step.args, self.namespace())
+        result = await self.call_tool(step, step.tool, args, call_id="0")
+        if result.error:
+            raise fail(contracts.E_TOOL, result.error, step.id, tool=step.tool)
+        return result.output, result.truncated, None
+
+    async def _notify(self, step: NotifyStep) -> Any:
+        message = render_text(step.message, self.namespace())
+        req = NotifyRequest(
+            run_id=self.tracker.state.run_id,
+            step_id=step.id,
+            message=message,
+            channel=step.channel,
+            data=render_value(step.data, self.namespace()),
+            idempotency_key=self.idempotency_key(step.id, "notify"),
+        )
+        res = await self.activity(
+            contracts.NOTIFY_ACTIVITY, req, NotifyResult, step, f"{step.id}: notify"
+        )
+        return {"message": message, "delivered": res.delivered}
+
+    # ------------------------------------------------------------ activity plumbing
+    def idempotency_key(self, step_id: str, call_id: str) -> str:
+        n = self.executions.get(step_id, 1)
+        return f"{self.tracker.state.run_id}/{step_id}/{n}/{call_id}"
+
+    async def call_tool(
+        self, step: Step, tool: str, args: dict[str, Any], call_id: str
+    ) -> ToolResult:
+        t = self.tracker
+        allowed = self.definition.tools
+        t.emit("run.tool_requested", step.id, f"tool {tool}", tool=tool, call_id=call_id)
+        if tool not in allowed:
+            msg = f"tool '{tool}' is not allowed in this task (allowed: {', '.join(allowed) or 'none'})"
+            t.emit("run.tool_completed", step.id, msg, tool=tool, call_id=call_id, error=True)
+            return ToolResult(error=msg)
+        req = ToolRequest(
+            run_id=t.state.run_id,
+            step_id=step.id,
+            tool=tool,
+            args=args,
+            allowed=allowed,
+            idempotency_key=self.idempotency_key(step.id, call_id),
+            owner=t.state.owner,
+            max_output_bytes=self.inp.config.max_output_bytes,
+        )
+        result = await self.activity(
+            contracts.TOOL_ACTIVITY, req, ToolResult, step, f"{step.id}: tool {tool}"
+        )
+        t.emit(
+            "run.tool_completed",
+            step.id,
+            f"tool {tool} {'failed' if result.error else 'done'}",
+            tool=tool,
+            call_id=call_id,
+            error=bool(result.error),
+        )
+        return result
+
+    async def activity(
+        self, name: str, arg: Any, result_type: type, step: Step, summary: str
+    ) -> Any:
+        timeout = (
+            parse_duration(step.timeout)
+            if step.timeout is not None
+            else DEFAULT_TIMEOUTS.get(step.action, timedelta(minutes=5))
+        )
+        try:
+            return await workflow.execute_activity(
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=_retry_policy(step.retry, step.action),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                summary=summary[:200],
+                priority=self.temporal_priority(),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # ActivityError: map to the step's structured error
+            raise StepFailure(from_exception(e, step.id)) from None
+
+    def temporal_priority(self) -> Priority:
+        return Priority(priority_key=self.priority.key, fairness_key=self.tracker.state.owner)
+
+
+def _retry_policy(spec: RetrySpec | None, action: str) -> RetryPolicy:
+    spec = spec or RetrySpec(max_attempts=5 if action == "llm_call" else 3)
+    return RetryPolicy(
+        maximum_attempts=spec.max_attempts,
+        initial_interval=parse_duration(spec.initial_interval),
+        backoff_coefficient=spec.backoff,
+        maximum_interval=parse_duration(spec.max_interval),
+        non_retryable_error_types=["NonRetryable", "ToolNotAllowed", "InvalidArguments"],
+    )

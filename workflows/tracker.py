@@ -1,0 +1,190 @@
+"""The run's observable state: steps, events, progress, plan and search attributes.
+
+The interpreter tells the tracker what happened; the tracker keeps `RunState`
+consistent and mirrors the status into the `DurataskStatus` search attribute and the
+Temporal UI's current details, so every observer sees the same picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+
+from workflows import contracts
+from workflows.models import (
+    PlanItem,
+    RunError,
+    RunEvent,
+    RunInput,
+    RunState,
+    RunStatus,
+    StepState,
+    StepStatus,
+)
+
+EventSink = Callable[[RunEvent], None]
+
+
+class RunTracker:
+    def __init__(self, run_id: str, inp: RunInput) -> None:
+        root = inp.bundle.root
+        self.max_events = inp.config.max_events
+        self.sinks: list[EventSink] = []
+        self.state = RunState(
+            run_id=run_id,
+            definition_id=root.definition.id,
+            definition_version=root.version,
+            status=RunStatus.queued,
+            input=inp.input,
+            steps=[
+                StepState(id=s.id, action=s.action, label=s.label) for s in root.definition.steps
+            ],
+            plan=[PlanItem(step_id=s.id, label=s.title) for s in root.definition.steps],
+            owner=inp.meta.owner,
+            priority=inp.meta.priority,
+            trigger=inp.meta.trigger,
+            schedule_id=inp.meta.schedule_id,
+            parent_run_id=inp.meta.parent_run_id,
+            retry_of=inp.meta.retry_of,
+            retry_count=inp.meta.retry_count,
+            created_at=inp.meta.created_at,
+            scheduled_for=inp.meta.scheduled_for,
+        )
+        self._step_durations: list[int] = []
+
+    # ------------------------------------------------------------ events
+    def emit(
+        self,
+        type: str,
+        step_id: str | None = None,
+        message: str | None = None,
+        **data: Any,
+    ) -> RunEvent:
+        event = RunEvent(
+            type=type, time=workflow.now(), step_id=step_id, message=message, data=data
+        )
+        events = self.state.events
+        events.append(event)
+        if len(events) > self.max_events:  # keep the first few and the latest
+            del events[5 : len(events) - self.max_events + 5]
+        for sink in self.sinks:
+            sink(event)
+        return event
+
+    # ------------------------------------------------------------ run status
+    def set_status(self, status: RunStatus) -> None:
+        if self.state.status == status:
+            return
+        self.state.status = status
+        workflow.upsert_search_attributes([contracts.SA_STATUS.value_set(status.value)])
+        self._details()
+
+    def started(self) -> None:
+        self.state.started_at = workflow.now()
+        self.emit("run.started", message="run started")
+        self.set_status(RunStatus.running)
+
+    def finish(self, status: RunStatus, error: RunError | None = None) -> None:
+        now = workflow.now()
+        self.state.completed_at = now
+        if self.state.started_at:
+            self.state.duration_ms = _ms(self.state.started_at, now)
+        self.state.error = error
+        self.state.current_step = None
+        if status == RunStatus.completed:
+            self.state.progress.percent = 100
+            self.state.progress.estimated_time_remaining_ms = 0
+        self.state.progress.current_step = None
+        usage = self.state.usage
+        workflow.upsert_search_attributes(
+            [
+                contracts.SA_TOKENS.value_set(usage.total_tokens),
+                contracts.SA_COST.value_set(usage.cost_usd),
+                contracts.SA_DURATION_MS.value_set(self.state.duration_ms or 0),
+            ]
+        )
+        self.set_status(status)
+
+    # ------------------------------------------------------------ steps
+    def step(self, step_id: str) -> StepState:
+        try:
+            return self.state.step(step_id)
+        except KeyError:
+            s = StepState(id=step_id, action="unknown")
+            self.state.steps.append(s)
+            return s
+
+    def step_started(self, step_id: str, title: str) -> StepState:
+        s = self.step(step_id)
+        s.status = StepStatus.running
+        s.started_at = workflow.now()
+        s.completed_at = None
+        s.error = None
+        s.attempts += 1
+        self.state.current_step = step_id
+        self.state.progress.current_step = title
+        self.emit("step.started", step_id, f"{title} started", action=s.action)
+        self._details()
+        return s
+
+    def step_completed(self, step_id: str, output: Any, truncated: bool = False) -> None:
+        s = self._end(step_id, StepStatus.completed)
+        s.output = output
+        s.truncated = truncated
+        self.emit("step.completed", step_id, f"{s.label or step_id} completed", truncated=truncated)
+        self._progress()
+
+    def step_failed(self, step_id: str, error: RunError) -> None:
+        s = self._end(step_id, StepStatus.failed)
+        s.error = error
+        self.emit("step.failed", step_id, error.message, code=error.code)
+
+    def step_cancelled(self, step_id: str) -> None:
+        self._end(step_id, StepStatus.cancelled)
+
+    def step_skipped(self, step_id: str, reason: str) -> None:
+        s = self.step(step_id)
+        if s.status == StepStatus.pending:
+            s.status = StepStatus.skipped
+            self.emit("step.skipped", step_id, reason)
+
+    def _end(self, step_id: str, status: StepStatus) -> StepState:
+        s = self.step(step_id)
+        s.status = status
+        s.completed_at = workflow.now()
+        if s.started_at:
+            s.duration_ms = _ms(s.started_at, s.completed_at)
+            self._step_durations.append(s.duration_ms)
+        return s
+
+    def _progress(self) -> None:
+        total = len(self.state.plan) or 1
+        done_ids = {s.id for s in self.state.steps if s.status == StepStatus.completed}
+        for item in self.state.plan:
+            item.done = item.step_id in done_ids
+        done = sum(1 for item in self.state.plan if item.done)
+        p = self.state.progress
+        p.percent = min(99, int(done * 100 / total))
+        if self._step_durations:
+            avg = sum(self._step_durations) / len(self._step_durations)
+            p.estimated_time_remaining_ms = int(avg * max(0, total - done))
+        self.emit("progress", self.state.current_step, None, percent=p.percent)
+
+    def _details(self) -> None:
+        st = self.state
+        if st.current_step and not st.status.terminal:
+            index = next((i for i, s in enumerate(st.steps) if s.id == st.current_step), 0)
+            title = st.progress.current_step or st.current_step
+            workflow.set_current_details(
+                f"**{st.status.value}**: step {index + 1}/{len(st.plan)} `{st.current_step}`"
+                f" ({title}), {st.progress.percent}% done"
+            )
+        else:
+            workflow.set_current_details(f"**{st.status.value}**")
+
+
+def _ms(start: datetime, end: datetime) -> int:
+    return int((end - start).total_seconds() * 1000)

@@ -1,0 +1,237 @@
+"""Validation on save: every problem in a definition at once, each naming its step.
+
+The gateway runs this on `PUT /v1/definitions/{id}` and `POST .../validate`; the
+worker never sees an invalid definition. `resolve` looks up other definitions so
+sub-task references and cycles (A -> B -> A) are checked across the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from workflows import graph
+from workflows.definition import (
+    END,
+    ApprovalStep,
+    ConditionalStep,
+    LlmCallStep,
+    NotifyStep,
+    ParallelStep,
+    Step,
+    SubTaskStep,
+    TaskDefinition,
+    ToolCallStep,
+    WaitStep,
+)
+from workflows.expressions import ExpressionError, parse
+from workflows.templates import check, check_value
+
+Resolver = Callable[[str], TaskDefinition | None]
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    step_id: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = f"step '{self.step_id}'" if self.step_id else "definition"
+        if self.field:
+            where += f" ({self.field})"
+        return f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"step_id": self.step_id, "field": self.field, "message": self.message}
+
+
+def validate(
+    definition: TaskDefinition,
+    known_tools: set[str] | None = None,
+    resolve: Resolver | None = None,
+) -> list[Problem]:
+    problems = _check_steps(definition, definition.steps, known_tools, prefix="")
+    problems += _check_tools(definition, known_tools)
+    if resolve is not None:
+        problems += _check_subtasks(definition, resolve)
+    return problems
+
+
+def _check_steps(
+    definition: TaskDefinition,
+    steps: Sequence[Step],
+    known_tools: set[str] | None,
+    prefix: str,
+) -> list[Problem]:
+    out: list[Problem] = []
+    ids = [s.id for s in steps]
+    seen: set[str] = set()
+    for s in steps:
+        if s.id in seen:
+            out.append(Problem("duplicate step id", prefix + s.id, "id"))
+        if s.id == END:
+            out.append(Problem("'end' is reserved and cannot be a step id", prefix + s.id, "id"))
+        seen.add(s.id)
+    for s in steps:
+        out += _check_refs(s, set(ids), prefix)
+        out += _check_step(definition, s, set(ids), known_tools, prefix)
+    if not out:
+        reach = graph.reachable(steps)
+        for s in steps:
+            if s.id not in reach:
+                out.append(Problem("unreachable: no step leads here", prefix + s.id))
+        for loop in graph.closed_loops(steps):
+            path = " -> ".join([*loop, loop[0]])
+            out.append(
+                Problem(
+                    f"steps loop forever ({path}): add a conditional that can leave the loop",
+                    prefix + loop[0],
+                )
+            )
+    return out
+
+
+def _check_refs(s: Step, ids: set[str], prefix: str) -> list[Problem]:
+    refs: list[tuple[str, str | None]] = [("next", s.next)]
+    if isinstance(s, ConditionalStep):
+        refs += [("then", s.then), ("else", s.else_)]
+    if isinstance(s, ApprovalStep):
+        refs.append(("on_reject", s.on_reject))
+    return [
+        Problem(f"{field} refers to unknown step '{target}'", prefix + s.id, field)
+        for field, target in refs
+        if target is not None and target != END and target not in ids
+    ]
+
+
+def _template_problems(
+    value: object, field: str, step_id: str, ids: set[str], definition: TaskDefinition
+) -> list[Problem]:
+    try:
+        names = check_value(value) if not isinstance(value, str) else check(value)
+    except ExpressionError as e:
+        return [Problem(f"template error: {e}", step_id, field)]
+    out = []
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "steps" and len(parts) > 1 and parts[1] not in ids:
+            out.append(Problem(f"template reads unknown step '{parts[1]}'", step_id, field))
+        if (
+            parts[0] == "input"
+            and len(parts) > 1
+            and definition.inputs
+            and parts[1] not in definition.inputs
+        ):
+            out.append(Problem(f"template reads undeclared input '{parts[1]}'", step_id, field))
+    return out
+
+
+def _check_step(
+    definition: TaskDefinition,
+    s: Step,
+    ids: set[str],
+    known_tools: set[str] | None,
+    prefix: str,
+) -> list[Problem]:
+    sid = prefix + s.id
+    out: list[Problem] = []
+
+    def tpl(value: object, field: str) -> None:
+        out.extend(_template_problems(value, field, sid, ids, definition))
+
+    if isinstance(s, LlmCallStep):
+        tpl(s.prompt, "prompt")
+        if s.system:
+            tpl(s.system, "system")
+        for t in s.tools or []:
+            if t not in definition.tools:
+                out.append(Problem(f"tool '{t}' is not in the definition's tools", sid, "tools"))
+    elif isinstance(s, ToolCallStep):
+        tpl(s.args, "args")
+        if s.tool not in definition.tools:
+            out.append(
+                Problem(f"tool '{s.tool}' is not allowed: add it to the definition's tools", sid)
+            )
+        elif known_tools is not None and s.tool not in known_tools:
+            out.append(Problem(f"unknown tool '{s.tool}'", sid, "tool"))
+    elif isinstance(s, ConditionalStep):
+        try:
+            parse(s.condition)
+        except ExpressionError as e:
+            out.append(Problem(f"condition error: {e}", sid, "condition"))
+        else:
+            tpl("{{" + s.condition + "}}", "condition")
+    elif isinstance(s, SubTaskStep):
+        tpl(s.input, "input")
+    elif isinstance(s, ParallelStep):
+        for i, b in enumerate(s.branches):
+            tpl(b.input, f"branches[{i}].input")
+            if b.steps:
+                inner = definition.model_copy(update={"steps": b.steps, "inputs": {}})
+                out += _check_steps(inner, b.steps, known_tools, prefix=f"{sid}/{i}/")
+    elif isinstance(s, ApprovalStep):
+        if s.prompt:
+            tpl(s.prompt, "prompt")
+        if s.min_approvals > len(s.approvers) and not any(
+            a.startswith("group:") for a in s.approvers
+        ):
+            out.append(
+                Problem(
+                    "min_approvals is larger than the number of approvers", sid, "min_approvals"
+                )
+            )
+    elif isinstance(s, WaitStep):
+        if s.until:
+            tpl(s.until, "until")
+    elif isinstance(s, NotifyStep):
+        tpl(s.message, "message")
+    return out
+
+
+def _check_tools(definition: TaskDefinition, known_tools: set[str] | None) -> list[Problem]:
+    if known_tools is None:
+        return []
+    return [
+        Problem(f"unknown tool '{t}'", None, "tools")
+        for t in definition.tools
+        if t not in known_tools
+    ]
+
+
+def _check_subtasks(definition: TaskDefinition, resolve: Resolver) -> list[Problem]:
+    out: list[Problem] = []
+    for ref in definition.referenced_tasks():
+        if ref != definition.id and resolve(ref) is None:
+            out.append(Problem(f"sub-task refers to unknown definition '{ref}'", None, "task"))
+    cycle = find_cycle(definition, resolve)
+    if cycle:
+        out.append(Problem(f"sub-task cycle: {' -> '.join(cycle)}", None, "task"))
+    return out
+
+
+def find_cycle(root: TaskDefinition, resolve: Resolver) -> list[str] | None:
+    """A path of definition ids that returns to one already on it, or None."""
+
+    def children(def_id: str) -> list[str]:
+        d = root if def_id == root.id else resolve(def_id)
+        return d.referenced_tasks() if d else []
+
+    path: list[str] = []
+    done: set[str] = set()
+
+    def dfs(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for child in children(node):
+            found = dfs(child)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return None
+
+    return dfs(root.id)
