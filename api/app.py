@@ -37,7 +37,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         app.state.temporal = await asyncio.wait_for(connect(settings), 5)
     except Exception as e:
-        log.warning("Temporal unreachable at start", address=settings.temporal_address, error=str(e))
+        log.warning(
+            "Temporal unreachable at start", address=settings.temporal_address, error=str(e)
+        )
         app.state.temporal = None
     log.info("gateway ready", temporal=settings.temporal_address, task_queue=settings.task_queue)
     try:

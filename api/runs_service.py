@@ -110,7 +110,9 @@ class RunService:
         try:
             inputs = resolve_inputs(bundle.root.definition, req.input)
         except InputError as e:
-            raise unprocessable(str(e), problems=[{"field": "input", "message": p} for p in e.problems]) from None
+            raise unprocessable(
+                str(e), problems=[{"field": "input", "message": p} for p in e.problems]
+            ) from None
         now = datetime.now(UTC)
         delay: timedelta | None = None
         if req.start_at is not None:
@@ -131,7 +133,9 @@ class RunService:
         )
         inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=self.run_config())
         run_id = (
-            idempotent_run_id(identity, req.idempotency_key) if req.idempotency_key else new_run_id()
+            idempotent_run_id(identity, req.idempotency_key)
+            if req.idempotency_key
+            else new_run_id()
         )
         return await self.start_input(run_id, inp, delay)
 
@@ -195,7 +199,11 @@ class RunService:
         elif desc.status == WorkflowExecutionStatus.FAILED:
             state = await self._failed_state(handle)
         if state is None:  # cancelled / terminated / timed out / no worker to query
-            state = await self._query(handle) if desc.status == WorkflowExecutionStatus.CANCELED else None
+            state = (
+                await self._query(handle)
+                if desc.status == WorkflowExecutionStatus.CANCELED
+                else None
+            )
             if state is None:
                 state = state_from_input(run_id, await start_input(self.client, handle))
                 state.status = CLOSED_STATUS.get(desc.status, RunStatus.running)
@@ -208,7 +216,7 @@ class RunService:
     async def _query(self, handle: WorkflowHandle[Any, Any]) -> RunState | None:
         try:
             return await handle.query(TaskRunWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
-        except (RPCError, asyncio.TimeoutError) as e:
+        except (TimeoutError, RPCError) as e:
             log.info("state query failed; using history", run_id=handle.id, error=str(e))
             return None
 
@@ -237,7 +245,7 @@ class RunService:
         except Exception:
             pass  # failed/cancelled: closed all the same
 
-    async def list(
+    async def search(
         self,
         definition_id: str | None,
         status: str | None,
@@ -300,7 +308,9 @@ class RunService:
     async def cancel(self, run_id: str, reason: str, by: str) -> None:
         await self._require_running(run_id, "cancel")
         handle = self.handle(run_id)
-        await handle.signal(TaskRunWorkflow.request_cancel, CancelRequest(reason=reason, requested_by=by))
+        await handle.signal(
+            TaskRunWorkflow.request_cancel, CancelRequest(reason=reason, requested_by=by)
+        )
         await handle.cancel(reason=reason)
         log.info("run cancel requested", run_id=run_id, reason=reason, by=by)
 
@@ -316,7 +326,9 @@ class RunService:
 
     async def set_priority(self, run_id: str, priority: Priority) -> None:
         await self._require_running(run_id, "change priority")
-        await self.handle(run_id).signal(TaskRunWorkflow.set_priority, PriorityChange(priority=priority))
+        await self.handle(run_id).signal(
+            TaskRunWorkflow.set_priority, PriorityChange(priority=priority)
+        )
 
     async def message(self, run_id: str, msg: Intervention) -> None:
         await self._require_running(run_id, f"send a {msg.mode} message")

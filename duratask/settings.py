@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     # What the CLI sends as its bearer token
     token: SecretStr | None = None
+    # Who `duratask dev`'s local key is
+    dev_identity: str = "local"
 
     # Worker tuning
     max_concurrent_activities: int = 100

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
 from worker.main import build_worker
 
@@ -72,7 +73,7 @@ async def run_gateway(settings: Settings) -> AsyncIterator[str]:
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )
-    server = uvicorn.Server(config)
+    server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

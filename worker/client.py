@@ -6,6 +6,8 @@ the same pydantic models on both ends.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -18,7 +20,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from duratask.settings import Settings
 from workflows.contracts import SEARCH_ATTRIBUTES
-
 
 
 async def connect(settings: Settings) -> Client:
@@ -60,10 +61,8 @@ async def ensure_search_attributes(client: Client, namespace: str = "default") -
     except RPCError as e:
         if e.status != RPCStatusCode.UNIMPLEMENTED:
             raise
-    missing = {
-        k.name: int(k.indexed_value_type)  # type: ignore[misc]
-        for k in SEARCH_ATTRIBUTES
-        if k.name not in have
+    missing: dict[str, Any] = {
+        k.name: int(k.indexed_value_type) for k in SEARCH_ATTRIBUTES if k.name not in have
     }
     if missing:
         try:

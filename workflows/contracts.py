@@ -6,6 +6,8 @@ replay of every run that used it, so they live here, once, and never change.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import SearchAttributeKey
 
 # Activities (implemented in activities/, called by name from workflows/)
@@ -26,7 +28,7 @@ SA_TOKENS = SearchAttributeKey.for_int("DurataskTokens")
 SA_COST = SearchAttributeKey.for_float("DurataskCostUsd")
 SA_DURATION_MS = SearchAttributeKey.for_int("DurataskDurationMs")
 
-SEARCH_ATTRIBUTES = [
+SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_DEFINITION,
     SA_STATUS,
     SA_OWNER,

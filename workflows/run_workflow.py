@@ -20,6 +20,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from workflows import contracts
     from workflows.agent import AgentLoop
+    from workflows.approvals import Approvals
+    from workflows.children import Children
     from workflows.definition import (
         END,
         ApprovalStep,
@@ -36,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.durations import parse_duration
     from workflows.errors import StepFailure, fail, from_exception
-    from workflows.graph import default_next
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
+    from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
     from workflows.models import (
         ApprovalDecision,
@@ -75,6 +77,8 @@ class TaskRunWorkflow:
         self.outputs: dict[str, dict[str, Any]] = {}
         self.executions: dict[str, int] = {}
         self.agent = AgentLoop(self)
+        self.children = Children(self)
+        self.approvals = Approvals(self)
 
     # ------------------------------------------------------------ queries, signals
     @workflow.query
@@ -97,13 +101,7 @@ class TaskRunWorkflow:
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:
-        self.tracker.emit(
-            "approval.refused",
-            None,
-            "no approval step is waiting",
-            approver=decision.approver,
-            decision=decision.decision,
-        )
+        self.approvals.decide(decision)
 
     @workflow.signal
     def intervene(self, msg: Intervention) -> None:
@@ -231,12 +229,10 @@ class TaskRunWorkflow:
             return await self._wait(step), False, None
         if isinstance(step, NotifyStep):
             return await self._notify(step), False, None
-        if isinstance(step, SubTaskStep | ParallelStep | ApprovalStep):
-            raise fail(
-                contracts.E_NOT_IMPLEMENTED,
-                f"'{step.action}' steps are not available in this version of duratask yet",
-                step.id,
-            )
+        if isinstance(step, SubTaskStep | ParallelStep):
+            return await self.children.run(step)
+        if isinstance(step, ApprovalStep):
+            return await self.approvals.run(step)
         raise fail(contracts.E_STEP_FAILED, f"unknown action {step.action!r}", step.id)
 
     def namespace(self) -> dict[str, Any]:

@@ -106,7 +106,9 @@ class DefinitionStore:
         except NotFound:
             return None
 
-    async def list(self, limit: int = 100, offset: int = 0) -> tuple[list[StoredVersion], int]:
+    async def list_latest(
+        self, limit: int = 100, offset: int = 0
+    ) -> tuple[list[StoredVersion], int]:
         async with self.sessions() as s:
             live = DefinitionRow.deleted_at.is_(None)
             total = (await s.execute(select(func.count()).where(live))).scalar_one()

@@ -48,10 +48,10 @@ async def check_definition(
         problems = pydantic_problems(e)
         raise unprocessable(describe_problems(problems), problems=problems) from None
     others = await _referenced(store, definition)
-    problems = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
-    if problems:
-        listed = [p.as_dict() for p in problems]
-        summary = f"{len(problems)} problem(s): " + "; ".join(str(p) for p in problems)
+    found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
+    if found:
+        listed = [p.as_dict() for p in found]
+        summary = f"{len(found)} problem(s): " + "; ".join(str(p) for p in found)
         raise unprocessable(summary, problems=listed)
     return definition
 
@@ -108,7 +108,7 @@ async def list_definitions(
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    items, total = await store.list(limit, offset)
+    items, total = await store.list_latest(limit, offset)
     return {"items": [_view(v) for v in items], "total": total}
 
 

@@ -51,7 +51,7 @@ async def list_runs(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> RunPage:
-    items, token = await runs.list(
+    items, token = await runs.search(
         definition_id, status, owner, trigger, parent, page_size, page_token
     )
     return RunPage(items=items, next_page_token=token)

@@ -8,6 +8,8 @@ from tests.stack import Stack, run_stack
 
 
 @pytest.fixture
-async def stack(dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
     async with run_stack(dev_env, task_queue, tmp_path) as s:
         yield s

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import create_engine
 
@@ -11,10 +13,8 @@ config = context.config
 connection = config.attributes.get("connection")
 
 
-def run(conn: object) -> None:
-    context.configure(
-        connection=conn, target_metadata=Base.metadata, render_as_batch=True
-    )
+def run(conn: Any) -> None:
+    context.configure(connection=conn, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -25,7 +25,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "definition_versions",
-        sa.Column("definition_id", sa.String(64), sa.ForeignKey("definitions.id"), primary_key=True),
+        sa.Column(
+            "definition_id", sa.String(64), sa.ForeignKey("definitions.id"), primary_key=True
+        ),
         sa.Column("version", sa.Integer, primary_key=True),
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): duratask figures as ratios against raw Temporal, same run."""

@@ -1,0 +1,1 @@
+"""The `duratask` command: dev stack, definitions, runs, schedules."""

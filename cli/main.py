@@ -1,0 +1,70 @@
+"""The `duratask` command line."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from cli import defs, runs
+from cli.client import die
+from duratask.settings import get_settings
+
+app = typer.Typer(
+    help="duratask: durable AI-agent tasks on Temporal.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(defs.app, name="def")
+app.add_typer(runs.app, name="run")
+
+
+@app.command()
+def dev(
+    temporal_address: str | None = typer.Option(
+        None, "--temporal-address", help="use this Temporal (HOST:PORT) instead of starting one"
+    ),
+    port: int = typer.Option(8000, "--port", help="gateway port"),
+    no_ui: bool = typer.Option(False, "--no-ui", help="do not serve the Temporal Web UI"),
+    examples: Path = typer.Option(Path("examples"), "--examples", help="definitions to load"),
+) -> None:
+    """Run Temporal, the worker and the gateway together, locally."""
+    from cli.devstack import DevError, run_dev
+
+    try:
+        asyncio.run(run_dev(get_settings(), temporal_address, port, not no_ui, examples))
+    except DevError as e:
+        die(str(e))
+
+
+@app.command()
+def worker() -> None:
+    """Run only the worker (for deployments with an external Temporal)."""
+    from worker.main import main as worker_main
+
+    worker_main()
+
+
+@app.command()
+def gateway(
+    host: str | None = typer.Option(None, "--host"),
+    port: int | None = typer.Option(None, "--port"),
+) -> None:
+    """Run only the gateway."""
+    import uvicorn
+
+    from api.app import create_app
+    from duratask.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
