@@ -221,29 +221,32 @@ class RunService:
             return None
 
     async def _failed_state(self, handle: WorkflowHandle[Any, Any]) -> RunState | None:
+        return await self._outcome(handle.id)
+
+    async def result(self, run_id: str, wait: float) -> tuple[RunState, bool]:
+        """The run's state once it ends, waiting up to `wait` seconds for that."""
+        desc = await self.describe(run_id)
+        if desc.status == WorkflowExecutionStatus.RUNNING and wait > 0:
+            try:
+                state = await asyncio.wait_for(self._outcome(run_id), wait)
+            except TimeoutError:
+                state = None
+            if state is not None:
+                state.temporal_ui_url = self.ui_url(run_id)
+                return state, True
+        state = await self.get(run_id)
+        return state, state.status.terminal
+
+    async def _outcome(self, run_id: str) -> RunState | None:
+        """Wait for the end; the final state when the result or failure carries it."""
+        handle = self.handle(run_id)
         try:
-            await handle.result()
+            return await handle.result()  # type: ignore[no-any-return]
         except WorkflowFailureError as e:
             cause = e.cause
             if isinstance(cause, ApplicationError) and cause.details:
                 return RunState.model_validate(cause.details[0])
-        return None
-
-    async def result(self, run_id: str, wait: float) -> tuple[RunState, bool]:
-        desc = await self.describe(run_id)
-        if desc.status == WorkflowExecutionStatus.RUNNING and wait > 0:
-            try:
-                await asyncio.wait_for(self._wait_closed(run_id), wait)
-            except TimeoutError:
-                pass
-        state = await self.get(run_id)
-        return state, state.status.terminal
-
-    async def _wait_closed(self, run_id: str) -> None:
-        try:
-            await self.handle(run_id).result()
-        except Exception:
-            pass  # failed/cancelled: closed all the same
+            return None  # cancelled / terminated: read it the slow way
 
     async def search(
         self,
