@@ -76,6 +76,14 @@ class _Pending:
     def done(self) -> bool:
         return self.rejection is not None or len(self.approvals) >= self.step.min_approvals
 
+    def memo(self) -> dict[str, Any]:
+        """The visibility memo: what the approvals listing shows without a query."""
+        public = self.public()
+        public["prompt"] = (self.prompt or "")[:MEMO_PROMPT_CHARS] or None
+        public["votes"] = [{"approver": v["approver"], "decision": v["decision"]}
+                           for v in self.votes.values()]  # fmt: skip
+        return public
+
     def public(self) -> dict[str, Any]:
         """What `RunState.pending_approvals` and the visibility memo show."""
         return {
@@ -126,6 +134,7 @@ class Approvals:
         p.votes[key] = vote
         self.wf.tracker.emit("approval.vote", p.step.id, f"{who}: {decision.decision}", **vote)
         self.wf.tracker.state.pending_approvals = [p.public()]
+        workflow.upsert_memo({MEMO_KEY: p.memo()})
 
     def _refuse(self, decision: ApprovalDecision, step_id: str | None, reason: str) -> None:
         self.wf.tracker.emit(
@@ -158,10 +167,8 @@ class Approvals:
         approvers = sorted({normalise(a) for a in p.step.approvers})
         t.set_status(RunStatus.awaiting_approval)
         workflow.upsert_search_attributes([contracts.SA_APPROVERS.value_set(approvers)])
-        public = p.public()
-        t.state.pending_approvals = [public]
-        memo = {**public, "prompt": (p.prompt or "")[:MEMO_PROMPT_CHARS] or None, "votes": []}
-        workflow.upsert_memo({MEMO_KEY: memo})
+        t.state.pending_approvals = [p.public()]
+        workflow.upsert_memo({MEMO_KEY: p.memo()})
         t.emit(
             "run.awaiting_approval",
             p.step.id,
