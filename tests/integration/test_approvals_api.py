@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.stack import Stack, run_stack
+from tests.stack import Stack, free_port, run_stack
 from worker.main import build_worker
+from workflows.contracts import SEARCH_ATTRIBUTES
 
 LEAD = "lead@example.com"
 KEYS: list[dict[str, Any]] = [
@@ -286,3 +288,41 @@ async def test_parked_run_survives_a_worker_restart(
     assert res["status"] == "completed", res
     review = next(st for st in res["state"]["steps"] if st["id"] == "review")
     assert review["output"]["comment"] == "after restart"
+
+
+async def test_parked_run_survives_a_temporal_restart(task_queue: str, tmp_path: Path) -> None:
+    """A dev server persisting to SQLite is stopped and started again while a run waits."""
+    port = free_port()
+
+    async def temporal() -> WorkflowEnvironment:
+        return await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=shutil.which("temporal"),
+            dev_server_database_filename=str(tmp_path / "temporal.db"),
+            search_attributes=SEARCH_ATTRIBUTES,
+            port=port,
+        )
+
+    env = await temporal()
+    try:
+        async with run_stack(env, task_queue, tmp_path, api_keys=KEYS) as s:
+            r = await s.http.put(
+                "/v1/definitions/durable", json=review_def("durable", [LEAD]), headers=auth("k-wes")
+            )
+            run_id = await start_parked(s, "durable")
+    finally:
+        await env.shutdown()
+    env = await temporal()
+    try:
+        async with run_stack(env, task_queue, tmp_path, api_keys=KEYS) as s:
+            await wait_status(s, run_id, "awaiting_approval")
+            r = await s.http.post(
+                f"/v1/runs/{run_id}/approvals", json={"decision": "approve"}, headers=auth("k-lead")
+            )
+            assert r.status_code == 202, r.text
+            r = await s.http.get(
+                f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-rae")
+            )
+            assert r.json()["status"] == "completed", r.json()
+    finally:
+        await env.shutdown()

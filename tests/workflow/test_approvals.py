@@ -7,12 +7,16 @@ Decisions are sent as the `approve` signal, exactly as the gateway and a raw
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 
 from tests.helpers import definition, make_worker, run_input, start
 from workflows import contracts
@@ -21,6 +25,13 @@ from workflows.models import ApprovalDecision, NotifyRequest, NotifyResult, RunS
 from workflows.run_workflow import TaskRunWorkflow
 
 LEAD = "lead@example.com"
+# Recorded from test_two_approvals_needed_duplicate_counts_once with
+# DURATASK_RECORD_HISTORIES=1; replayed so later changes stay deterministic.
+HISTORY = Path(__file__).parent.parent / "histories" / "approval_votes.json"
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
 
 
 def approval_def(**step: Any) -> Any:
@@ -170,8 +181,15 @@ async def test_two_approvals_needed_duplicate_counts_once(
         assert state.status == "awaiting_approval"
         assert len(state.pending_approvals[0]["votes"]) == 1
         assert events(state, "approval.duplicate")[0].data["approver"] == "LEAD@example.com"
+        await decide(handle, "approve", "mallory")  # refused
         await decide(handle, "approve", "dave", groups=["release"])
         state = await handle.result()
+        history = await handle.fetch_history()
+    await replayer().replay_workflow(history)  # the fresh history replays deterministically
+    if os.environ.get("DURATASK_RECORD_HISTORIES"):
+        HISTORY.parent.mkdir(exist_ok=True)
+        HISTORY.write_text(history.to_json())
+    assert [e.data["approver"] for e in events(state, "approval.refused")] == ["mallory"]
     out = state.step("review").output
     assert out["approvals"] == 2
     assert [v["approver"] for v in out["votes"]] == [LEAD, "dave"]
@@ -266,3 +284,23 @@ async def test_reminders_fire_and_notify(ts_client: Client, task_queue: str) -> 
     ]
     assert len({r.idempotency_key for r in sent}) == 3
     assert "Ship this?" in sent[1].message
+
+
+async def test_saved_approval_history_replays() -> None:
+    history = WorkflowHistory.from_json("run-approval-votes", HISTORY.read_text())
+    await replayer().replay_workflow(history)
+
+
+async def test_cancel_while_parked_clears_the_approval(ts_client: Client, task_queue: str) -> None:
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(approval_def()))
+        await wait_parked(handle)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state: RunState = await handle.query(TaskRunWorkflow.state)
+    assert state.status == "cancelled" and state.pending_approvals == []
+    assert state.step("review").status == "cancelled"
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(contracts.SA_APPROVERS) is None
+    assert desc.typed_search_attributes.get(contracts.SA_STATUS) == "cancelled"
