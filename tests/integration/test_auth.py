@@ -55,6 +55,7 @@ async def test_hs256_tokens_issuer_audience_scopes(
             "no issuer": bearer(token(iss=None, scope="tasks:read")),
             "wrong audience": bearer(token(aud="someone-else", scope="tasks:read")),
             "expired": bearer(token(exp=int(time.time()) - 3600, scope="tasks:read")),
+            "no expiry": bearer(token(exp=None, scope="tasks:read")),
             "no subject": bearer(token(sub=None, scope="tasks:read")),
             "not bearer": {"Authorization": f"Basic {reader}"},
         }
