@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from cli.client import Gateway
@@ -58,6 +59,6 @@ def list_approvals(
         votes = f"{sum(v['decision'] == 'approve' for v in item['votes'])}/{item['min_approvals']}"
         table.add_row(item["run_id"], item.get("step_id") or "", item.get("definition_id") or "",
                       votes, (item.get("deadline") or "")[:16],
-                      (item.get("prompt") or "")[:80])  # fmt: skip
+                      escape((item.get("prompt") or "")[:80]))  # fmt: skip
     out.print(table)
     out.print("decide with: duratask run approve|reject <run> -m '<comment>'")

@@ -241,6 +241,8 @@ async def test_listing_by_approver_and_the_cli(
 
         code, out = await cli(s, "k-lead", "approvals", cwd=tmp_path)
         assert code == 0 and lead_run in out and release_run not in out, out
+        code, out = await cli(s, "k-lead", "run", "show", lead_run, cwd=tmp_path)
+        assert code == 0 and "waiting for approval of 'review' by lead@example.com" in out, out
         code, out = await cli(s, "k-bob", "run", "reject", release_run, "-m", "no", cwd=tmp_path)
         assert code == 2 and "403" in out and "bob" in out, out
         code, out = await cli(s, "k-rita", "run", "reject", release_run, "-m", "no", cwd=tmp_path)
