@@ -17,6 +17,7 @@ Unanswered approvals never hang forever nor pass silently: the step's `timeout`
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -108,8 +109,13 @@ class Approvals:
         """Count a decision if its approver may decide the waiting step; else record it."""
         p = self.pending
         who = decision.approver
+        verdict = decision.decision.strip().lower()
         if p is None or p.done:
             self._refuse(decision, p.step.id if p else None, "no approval step is waiting")
+            return
+        if verdict not in ("approve", "reject"):
+            why = f"unknown decision {decision.decision!r}: send 'approve' or 'reject'"
+            self._refuse(decision, p.step.id, why)
             return
         if not is_allowed(p.step.approvers, who, decision.groups):
             self._refuse(decision, p.step.id, f"'{who}' is not an approver of step '{p.step.id}'")
@@ -121,18 +127,18 @@ class Approvals:
                 p.step.id,
                 f"'{who}' already decided this step; counted once",
                 approver=who,
-                decision=decision.decision,
+                decision=verdict,
                 counted=p.votes[key]["decision"],
             )
             return
         vote = {
             "approver": who,
-            "decision": decision.decision,
+            "decision": verdict,
             "comment": decision.comment,
             "time": workflow.now().isoformat(),
         }
         p.votes[key] = vote
-        self.wf.tracker.emit("approval.vote", p.step.id, f"{who}: {decision.decision}", **vote)
+        self.wf.tracker.emit("approval.vote", p.step.id, f"{who}: {verdict}", **vote)
         self.wf.tracker.state.pending_approvals = [p.public()]
         workflow.upsert_memo({MEMO_KEY: p.memo()})
 
@@ -157,9 +163,12 @@ class Approvals:
         try:
             await self._notify(p, "requested")
             timed_out = await self._wait(p)
-        finally:
+        except asyncio.CancelledError:  # run cancelled or over its time limit
             self._unpark()
-            self.pending = None
+            raise
+        # not `finally`: on cache eviction the coroutine is closed (GeneratorExit) and
+        # must not issue workflow commands
+        self._unpark()
         return self._conclude(p, timed_out)
 
     def _park(self, p: _Pending) -> None:
@@ -179,6 +188,7 @@ class Approvals:
         )
 
     def _unpark(self) -> None:
+        self.pending = None
         t = self.wf.tracker
         t.state.pending_approvals = []
         workflow.upsert_search_attributes([contracts.SA_APPROVERS.value_unset()])

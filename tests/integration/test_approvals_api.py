@@ -194,17 +194,22 @@ async def test_raw_temporal_signal_is_honoured_only_from_an_approver(
         run_id = await start_parked(s, "raw")
 
         await temporal_signal(dev_env, run_id, {"decision": "approve", "approver": "mallory"})
+        await temporal_signal(dev_env, run_id, {"decision": "yes", "approver": LEAD})
         for _ in range(100):
             state = await wait_status(s, run_id, "awaiting_approval")
             refused = [e for e in state["events"] if e["type"] == "approval.refused"]
-            if refused:
+            if len(refused) == 2:
                 break
             await asyncio.sleep(0.1)
         assert refused[0]["data"]["approver"] == "mallory" and refused[0]["data"]["time"]
+        assert "not an approver" in refused[0]["message"]
+        assert (
+            refused[1]["data"]["approver"] == LEAD and "unknown decision" in refused[1]["message"]
+        )
         assert state["pending_approvals"][0]["votes"] == []
 
         await temporal_signal(
-            dev_env, run_id, {"decision": "approve", "approver": LEAD, "comment": "via CLI"}
+            dev_env, run_id, {"decision": "Approve", "approver": LEAD, "comment": "via CLI"}
         )
         r = await s.http.get(
             f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-rae")
