@@ -333,3 +333,28 @@ async def test_parked_run_survives_a_temporal_restart(task_queue: str, tmp_path:
             assert r.json()["status"] == "completed", r.json()
     finally:
         await env.shutdown()
+
+
+async def test_parked_runs_hold_no_worker_slot(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """With one activity slot and two workflow-task slots, parked runs do not block others."""
+    async with run_stack(
+        dev_env, task_queue, tmp_path, api_keys=KEYS,
+        max_concurrent_activities=1, max_concurrent_workflow_tasks=2,
+    ) as s:  # fmt: skip
+        await s.http.put(
+            "/v1/definitions/hold", json=review_def("hold", [LEAD]), headers=auth("k-wes")
+        )
+        quick = {"id": "quick", "steps": [{"id": "a", "action": "llm_call", "prompt": "hi"}]}
+        await s.http.put("/v1/definitions/quick", json=quick, headers=auth("k-wes"))
+        parked = [await start_parked(s, "hold") for _ in range(4)]
+        r = await s.http.post("/v1/runs", json={"definition_id": "quick"}, headers=auth("k-wes"))
+        run_id = r.json()["run_id"]
+        r = await s.http.get(
+            f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-rae")
+        )
+        assert r.json()["status"] == "completed", r.json()
+        for p in parked:
+            assert (await wait_status(s, p, "awaiting_approval"))["pending_approvals"]
+            await s.http.post(f"/v1/runs/{p}/cancel", json={}, headers=auth("k-wes"))
