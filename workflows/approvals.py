@@ -40,6 +40,11 @@ DEFAULT_TIMEOUT = timedelta(hours=24)
 NOTIFY_TIMEOUT = timedelta(minutes=1)
 MEMO_KEY = "duratask.approval"
 MEMO_PROMPT_CHARS = 2000
+MAX_PROMPT_CHARS = 8000  # the prompt is kept in state, output and events: bound it
+
+
+def timeout_of(step: ApprovalStep) -> timedelta:
+    return parse_duration(step.timeout) if step.timeout is not None else DEFAULT_TIMEOUT
 
 
 def normalise(name: str) -> str:
@@ -155,7 +160,9 @@ class Approvals:
     # ------------------------------------------------------------ the step
     async def run(self, step: ApprovalStep) -> tuple[Any, bool, str | None]:
         prompt = render_text(step.prompt, self.wf.namespace()) if step.prompt else None
-        timeout = parse_duration(step.timeout) if step.timeout is not None else DEFAULT_TIMEOUT
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            prompt = prompt[:MAX_PROMPT_CHARS] + " ...(truncated)"
+        timeout = timeout_of(step)
         now = workflow.now()
         p = _Pending(step=step, prompt=prompt, requested_at=now, deadline=now + timeout)
         self.pending = p
@@ -303,7 +310,13 @@ class Approvals:
     def _describe(self, p: _Pending, out: dict[str, Any]) -> str:
         step = p.step
         if out["timed_out"]:
-            after = step.timeout if step.timeout is not None else "24h"
+            after = (
+                "24h (the default timeout)"
+                if step.timeout is None
+                else step.timeout
+                if isinstance(step.timeout, str)
+                else str(timeout_of(step))
+            )
             then = {"reject": "rejected", "approve": "approved", "fail": "failed"}[step.on_timeout]
             return f"approval of step '{step.id}' timed out after {after}: {then} (on_timeout)"
         if out["decision"] == "reject":

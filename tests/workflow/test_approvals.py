@@ -304,3 +304,14 @@ async def test_cancel_while_parked_clears_the_approval(ts_client: Client, task_q
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(contracts.SA_APPROVERS) is None
     assert desc.typed_search_attributes.get(contracts.SA_STATUS) == "cancelled"
+
+
+async def test_no_timeout_set_means_24h_then_reject(ts_client: Client, task_queue: str) -> None:
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(approval_def()))
+        code, state = await failure_state(handle)
+    assert code == contracts.E_REJECTED
+    review = state.step("review")
+    assert review.started_at and review.completed_at
+    assert (review.completed_at - review.started_at).total_seconds() == pytest.approx(86400, abs=5)
+    assert "24h (the default timeout)" in (review.error.message if review.error else "")
