@@ -18,7 +18,7 @@ from activities.store.definitions import DefinitionStore
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
-from api.routers import definitions, health, runs
+from api.routers import approvals, definitions, health, runs
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
 from worker.client import connect
@@ -63,4 +63,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(definitions.router)
     app.include_router(runs.router)
+    app.include_router(approvals.router)
     return app

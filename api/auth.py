@@ -5,6 +5,10 @@ API key from settings (mapped to an identity, scopes and groups) or a JWT verifi
 against a shared secret or a JWKS (issuer and audience checked). Scopes:
 `tasks:read`, `tasks:write`, `tasks:approve`. With no keys and no JWT configured and
 `auth_required` off, the gateway is open and every caller is the local user.
+
+JWTs must carry `exp`; the identity is the `email` claim, else `sub`; scopes come
+from `scope` (space-separated) or `scopes` (a list); groups from `groups` (a list or
+a space-separated string), which approval steps match as `group:<name>`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import jwt
 
 from api.errors import ApiError
 from duratask.settings import Settings
+from workflows.approvals import principal_names
 
 SCOPES = ("tasks:read", "tasks:write", "tasks:approve")
 
@@ -32,8 +37,9 @@ class Principal:
         return scope in self.scopes
 
     def names(self) -> set[str]:
-        """Everything an approver list may name this principal by."""
-        return {self.identity, *(f"group:{g}" for g in self.groups), *self.groups}
+        """Everything an approver list may name this principal by (the workflow's rule:
+        the identity, and `group:<name>` per group, compared case-insensitively)."""
+        return principal_names(self.identity, self.groups)
 
 
 LOCAL = Principal("local", frozenset(SCOPES))
@@ -84,7 +90,7 @@ class Authenticator:
                 algorithms=algorithms,
                 audience=s.jwt_audience,
                 issuer=s.jwt_issuer,
-                options={"verify_aud": s.jwt_audience is not None},
+                options={"verify_aud": s.jwt_audience is not None, "require": ["exp"]},
             )
         except jwt.PyJWTError as e:
             raise ApiError(401, f"invalid token: {e}") from None
@@ -94,7 +100,10 @@ class Authenticator:
         identity = claims.get("email") or claims.get("sub")
         if not identity:
             raise ApiError(401, "invalid token: no 'sub' or 'email' claim")
-        return Principal(str(identity), frozenset(scopes), frozenset(claims.get("groups") or []))
+        groups = claims.get("groups") or []
+        if isinstance(groups, str):
+            groups = groups.split()
+        return Principal(str(identity), frozenset(scopes), frozenset(str(g) for g in groups))
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import defs, runs
+from cli import approvals, defs, runs
 from cli.client import die
 from duratask.settings import get_settings
 
@@ -18,6 +18,9 @@ app = typer.Typer(
 )
 app.add_typer(defs.app, name="def")
 app.add_typer(runs.app, name="run")
+runs.app.command("approve")(approvals.approve)
+runs.app.command("reject")(approvals.reject)
+app.command("approvals")(approvals.list_approvals)
 
 
 @app.command()

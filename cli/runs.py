@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from cli.client import Gateway, die
@@ -51,6 +52,15 @@ def print_state(state: dict[str, Any]) -> None:
         table.add_row(s["id"], s["action"], s["status"], str(s.get("duration_ms") or ""),
                       (text or "")[:120])  # fmt: skip
     out.print(table)
+    for pending in state.get("pending_approvals") or []:
+        out.print(
+            f"[magenta]waiting for approval[/magenta] of '{pending['step_id']}' by "
+            f"{', '.join(pending['approvers'])} ({len(pending['votes'])}/"
+            f"{pending['min_approvals']} votes, until {pending['deadline'][:16]}): "
+            f"{escape(pending.get('prompt') or '')}\n  decide: duratask run approve|reject "
+            f"{state['run_id']} -m '<comment>'",
+            highlight=False,
+        )
     if state.get("error"):
         e = state["error"]
         out.print(f"[red]{e['code']}[/red]: {e['message']}")

@@ -1,38 +1,330 @@
-"""`approval` steps and the `approve` signal.
+"""`approval` steps and the `approve` signal: a run parks until allowed people decide.
 
-Not built yet (issue: human approvals); a run reaching an approval step fails with
-a clear STEP_NOT_AVAILABLE error, and any decision signal is recorded as refused.
+A parked run is only a durable timer plus a signal wait, so it costs no worker slot
+and survives worker and server restarts. Who may decide is enforced *here*, in the
+workflow, because decisions arrive by three paths (the gateway, the CLI through the
+gateway, and a raw `temporal workflow signal`) and only the workflow sees them all.
+A decision from anyone not on the step's `approvers` list is ignored and recorded as
+an `approval.refused` event, so every attempt stays auditable.
+
+Matching rule (shared with the gateway through `is_allowed`): an `approvers` entry
+is either an identity (`lead@example.com`) or a group (`group:release-managers`);
+identities and group names compare case-insensitively.
+
+Unanswered approvals never hang forever nor pass silently: the step's `timeout`
+(default 24h) ends the wait and `on_timeout` (default `reject`) decides.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 from workflows import contracts
 from workflows.definition import ApprovalStep
+from workflows.durations import parse_duration
 from workflows.errors import fail
-from workflows.models import ApprovalDecision
+from workflows.models import ApprovalDecision, NotifyRequest, NotifyResult, RunStatus
+from workflows.templates import render_text
 
 if TYPE_CHECKING:
     from workflows.run_workflow import TaskRunWorkflow
+
+DEFAULT_TIMEOUT = timedelta(hours=24)
+NOTIFY_TIMEOUT = timedelta(minutes=1)
+MEMO_KEY = "duratask.approval"
+MEMO_PROMPT_CHARS = 2000
+MAX_PROMPT_CHARS = 8000  # the prompt is kept in state, output and events: bound it
+
+
+def timeout_of(step: ApprovalStep) -> timedelta:
+    return parse_duration(step.timeout) if step.timeout is not None else DEFAULT_TIMEOUT
+
+
+def normalise(name: str) -> str:
+    return name.strip().casefold()
+
+
+def principal_names(identity: str, groups: Iterable[str] = ()) -> set[str]:
+    """The approver-list entries that designate this identity and its groups."""
+    names = {normalise(identity)} if identity.strip() else set()
+    return names | {f"group:{normalise(g)}" for g in groups if g.strip()}
+
+
+def is_allowed(approvers: Iterable[str], identity: str, groups: Iterable[str] = ()) -> bool:
+    return bool({normalise(a) for a in approvers} & principal_names(identity, groups))
+
+
+@dataclass
+class _Pending:
+    step: ApprovalStep
+    prompt: str | None
+    requested_at: datetime
+    deadline: datetime
+    votes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reminders: int = 0
+
+    @property
+    def approvals(self) -> list[dict[str, Any]]:
+        return [v for v in self.votes.values() if v["decision"] == "approve"]
+
+    @property
+    def rejection(self) -> dict[str, Any] | None:
+        return next((v for v in self.votes.values() if v["decision"] == "reject"), None)
+
+    @property
+    def done(self) -> bool:
+        return self.rejection is not None or len(self.approvals) >= self.step.min_approvals
+
+    def memo(self) -> dict[str, Any]:
+        """The visibility memo: what the approvals listing shows without a query."""
+        public = self.public()
+        public["prompt"] = (self.prompt or "")[:MEMO_PROMPT_CHARS] or None
+        public["votes"] = [{"approver": v["approver"], "decision": v["decision"]}
+                           for v in self.votes.values()]  # fmt: skip
+        return public
+
+    def public(self) -> dict[str, Any]:
+        """What `RunState.pending_approvals` and the visibility memo show."""
+        return {
+            "step_id": self.step.id,
+            "prompt": self.prompt,
+            "approvers": list(self.step.approvers),
+            "min_approvals": self.step.min_approvals,
+            "votes": list(self.votes.values()),
+            "requested_at": self.requested_at.isoformat(),
+            "deadline": self.deadline.isoformat(),
+            "on_timeout": self.step.on_timeout,
+        }
 
 
 class Approvals:
     def __init__(self, wf: TaskRunWorkflow) -> None:
         self.wf = wf
+        self.pending: _Pending | None = None
 
+    # ------------------------------------------------------------ the signal
     def decide(self, decision: ApprovalDecision) -> None:
+        """Count a decision if its approver may decide the waiting step; else record it."""
+        p = self.pending
+        who = decision.approver
+        verdict = decision.decision.strip().lower()
+        if p is None or p.done:
+            self._refuse(decision, p.step.id if p else None, "no approval step is waiting")
+            return
+        if verdict not in ("approve", "reject"):
+            why = f"unknown decision {decision.decision!r}: send 'approve' or 'reject'"
+            self._refuse(decision, p.step.id, why)
+            return
+        if not is_allowed(p.step.approvers, who, decision.groups):
+            self._refuse(decision, p.step.id, f"'{who}' is not an approver of step '{p.step.id}'")
+            return
+        key = normalise(who)
+        if key in p.votes:
+            self.wf.tracker.emit(
+                "approval.duplicate",
+                p.step.id,
+                f"'{who}' already decided this step; counted once",
+                approver=who,
+                decision=verdict,
+                counted=p.votes[key]["decision"],
+            )
+            return
+        vote = {
+            "approver": who,
+            "decision": verdict,
+            "comment": decision.comment,
+            "time": workflow.now().isoformat(),
+        }
+        p.votes[key] = vote
+        self.wf.tracker.emit("approval.vote", p.step.id, f"{who}: {verdict}", **vote)
+        self.wf.tracker.state.pending_approvals = [p.public()]
+        workflow.upsert_memo({MEMO_KEY: p.memo()})
+
+    def _refuse(self, decision: ApprovalDecision, step_id: str | None, reason: str) -> None:
         self.wf.tracker.emit(
             "approval.refused",
-            None,
-            "no approval step is waiting",
+            step_id,
+            reason,
             approver=decision.approver,
             decision=decision.decision,
+            time=workflow.now().isoformat(),
         )
 
+    # ------------------------------------------------------------ the step
     async def run(self, step: ApprovalStep) -> tuple[Any, bool, str | None]:
-        raise fail(
-            contracts.E_NOT_IMPLEMENTED,
-            f"'{step.action}' steps are not available in this version of duratask yet",
-            step.id,
+        prompt = render_text(step.prompt, self.wf.namespace()) if step.prompt else None
+        if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+            prompt = prompt[:MAX_PROMPT_CHARS] + " ...(truncated)"
+        timeout = timeout_of(step)
+        now = workflow.now()
+        p = _Pending(step=step, prompt=prompt, requested_at=now, deadline=now + timeout)
+        self.pending = p
+        self._park(p)
+        try:
+            await self._notify(p, "requested")
+            timed_out = await self._wait(p)
+        except asyncio.CancelledError:  # run cancelled or over its time limit
+            self._unpark()
+            raise
+        # not `finally`: on cache eviction the coroutine is closed (GeneratorExit) and
+        # must not issue workflow commands
+        self._unpark()
+        return self._conclude(p, timed_out)
+
+    def _park(self, p: _Pending) -> None:
+        t = self.wf.tracker
+        approvers = sorted({normalise(a) for a in p.step.approvers})
+        t.set_status(RunStatus.awaiting_approval)
+        workflow.upsert_search_attributes([contracts.SA_APPROVERS.value_set(approvers)])
+        t.state.pending_approvals = [p.public()]
+        workflow.upsert_memo({MEMO_KEY: p.memo()})
+        t.emit(
+            "run.awaiting_approval",
+            p.step.id,
+            p.prompt or f"step '{p.step.id}' waits for approval",
+            approvers=list(p.step.approvers),
+            min_approvals=p.step.min_approvals,
+            deadline=p.deadline.isoformat(),
         )
+
+    def _unpark(self) -> None:
+        self.pending = None
+        t = self.wf.tracker
+        t.state.pending_approvals = []
+        workflow.upsert_search_attributes([contracts.SA_APPROVERS.value_unset()])
+        workflow.upsert_memo({MEMO_KEY: None})
+        if not t.state.status.terminal:
+            t.set_status(RunStatus.running)
+
+    async def _wait(self, p: _Pending) -> bool:
+        """Wait for enough decisions; True when the deadline passed first."""
+        reminder = parse_duration(p.step.reminder) if p.step.reminder is not None else None
+        while not p.done:
+            remaining = p.deadline - workflow.now()
+            if remaining <= timedelta(0):
+                return True
+            wait = min(remaining, reminder) if reminder else remaining
+            summary = "approval reminder" if wait != remaining else "approval timeout"
+            try:
+                await workflow.wait_condition(
+                    lambda: p.done, timeout=wait, timeout_summary=f"{p.step.id}: {summary}"
+                )
+            except TimeoutError:
+                if p.done or workflow.now() >= p.deadline:
+                    continue
+                await self._remind(p)
+        return False
+
+    async def _remind(self, p: _Pending) -> None:
+        p.reminders += 1
+        waiting = ", ".join(p.step.approvers)
+        self.wf.tracker.emit(
+            "approval.reminder",
+            p.step.id,
+            f"reminder {p.reminders}: step '{p.step.id}' still waits for {waiting}",
+            reminder=p.reminders,
+            approvers=list(p.step.approvers),
+            approvals=len(p.approvals),
+            deadline=p.deadline.isoformat(),
+        )
+        await self._notify(p, f"reminder-{p.reminders}")
+
+    async def _notify(self, p: _Pending, kind: str) -> None:
+        """Tell the approvers (log + webhook); a failed delivery never fails the step."""
+        st = self.wf.tracker.state
+        headline = "Approval requested" if kind == "requested" else "Reminder: approval waiting"
+        req = NotifyRequest(
+            run_id=st.run_id,
+            step_id=p.step.id,
+            message=f"{headline} for run {st.run_id}, step '{p.step.title}'"
+            + (f": {p.prompt}" if p.prompt else ""),
+            channel="approvals",
+            data={"kind": f"approval_{kind.split('-')[0]}", **p.public()},
+            idempotency_key=self.wf.idempotency_key(p.step.id, f"approval-{kind}"),
+        )
+        try:
+            await workflow.execute_activity(
+                contracts.NOTIFY_ACTIVITY,
+                req,
+                result_type=NotifyResult,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"{p.step.id}: approval {kind}",
+                priority=self.wf.temporal_priority(),
+            )
+        except Exception as e:  # ActivityError; cancellation (BaseException) passes through
+            self.wf.tracker.emit(
+                "approval.notify_failed", p.step.id, f"could not notify approvers: {e}"
+            )
+
+    # ------------------------------------------------------------ the outcome
+    def _conclude(self, p: _Pending, timed_out: bool) -> tuple[Any, bool, str | None]:
+        step = p.step
+        rejection = p.rejection
+        if rejection is not None:
+            decision, decider = "reject", rejection
+        elif len(p.approvals) >= step.min_approvals:
+            decision, decider = "approve", p.approvals[-1]
+        else:
+            decision, decider = ("approve" if step.on_timeout == "approve" else "reject"), None
+        out = {
+            "decision": decision,
+            "approved": decision == "approve",
+            "timed_out": timed_out and decider is None,
+            "approver": decider["approver"] if decider else None,
+            "comment": decider["comment"] if decider else None,
+            "decided_at": workflow.now().isoformat(),
+            "votes": list(p.votes.values()),
+            "approvals": len(p.approvals),
+            "min_approvals": step.min_approvals,
+            "prompt": p.prompt,
+        }
+        message = self._describe(p, out)
+        self.wf.tracker.emit(
+            "approval.decided",
+            step.id,
+            message,
+            decision=decision,
+            timed_out=out["timed_out"],
+            approver=out["approver"],
+            comment=out["comment"],
+            on_timeout=step.on_timeout if out["timed_out"] else None,
+        )
+        if out["timed_out"] and step.on_timeout == "fail":
+            self._keep_output(step.id, out)
+            raise fail(contracts.E_TIMEOUT, message, step.id, approval=out)
+        if decision == "approve":
+            return out, False, None
+        if step.on_reject:
+            return out, False, step.on_reject
+        self._keep_output(step.id, out)
+        raise fail(contracts.E_REJECTED, message, step.id, approval=out)
+
+    def _describe(self, p: _Pending, out: dict[str, Any]) -> str:
+        step = p.step
+        if out["timed_out"]:
+            after = (
+                "24h (the default timeout)"
+                if step.timeout is None
+                else step.timeout
+                if isinstance(step.timeout, str)
+                else str(timeout_of(step))
+            )
+            then = {"reject": "rejected", "approve": "approved", "fail": "failed"}[step.on_timeout]
+            return f"approval of step '{step.id}' timed out after {after}: {then} (on_timeout)"
+        if out["decision"] == "reject":
+            why = f": {out['comment']}" if out["comment"] else ""
+            return f"step '{step.id}' rejected by {out['approver']}{why}"
+        names = ", ".join(v["approver"] for v in p.approvals)
+        return f"step '{step.id}' approved by {names}"
+
+    def _keep_output(self, step_id: str, out: dict[str, Any]) -> None:
+        """A failed approval step still shows who decided what, for audit."""
+        self.wf.tracker.step(step_id).output = out

@@ -233,8 +233,10 @@ class PriorityChange(_Model):
 
 
 class ApprovalDecision(_Model):
-    decision: Literal["approve", "reject"]
-    approver: str
+    # Plain strings checked by the workflow (workflows/approvals.py), so a malformed
+    # raw `temporal workflow signal` is recorded as refused instead of dropped unseen.
+    decision: str  # approve | reject
+    approver: str = ""
     comment: str | None = None
     groups: list[str] = Field(default_factory=list)
 
