@@ -59,7 +59,9 @@ def check_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise SpecError(f"unknown time zone {name!r}: use an IANA name like 'Europe/Paris'") from None
+        raise SpecError(
+            f"unknown time zone {name!r}: use an IANA name like 'Europe/Paris'"
+        ) from None
 
 
 def parse_cron(expr: str) -> str:
@@ -94,7 +96,9 @@ def parse_at(value: str | datetime, tz: str = "UTC", now: datetime | None = None
         try:
             moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
         except ValueError:
-            raise SpecError(f"invalid time {value!r}: use ISO 8601, e.g. 2030-01-31T09:00") from None
+            raise SpecError(
+                f"invalid time {value!r}: use ISO 8601, e.g. 2030-01-31T09:00"
+            ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=check_timezone(tz))
     moment = moment.astimezone(UTC)
@@ -182,7 +186,9 @@ def parse_text(text: str) -> ParsedSpec:
 
     # "every weekday at 9:30", "mondays at 14:00", "every monday and friday at 5pm",
     # "at 9 on weekdays", "weekdays 9am"
-    day_words = rf"(?:weekdays?|weekends?|weekend days?|(?:{_DAY})s?(?:\s*(?:,|and|&)\s*(?:{_DAY})s?)*)"
+    day_words = (
+        rf"(?:weekdays?|weekends?|weekend days?|(?:{_DAY})s?(?:\s*(?:,|and|&)\s*(?:{_DAY})s?)*)"
+    )
     m = re.fullmatch(rf"(?:every |on )?({day_words}) (?:at )?({_TIME})", t) or re.fullmatch(
         rf"(?:at )?({_TIME}) (?:every |on )({day_words})", t
     )
