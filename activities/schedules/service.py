@@ -354,9 +354,13 @@ class ScheduleService:
                         run_id=a.action.workflow_id,
                         scheduled_at=a.scheduled_at,
                         started_at=a.started_at,
-                    )  # fmt: skip
+                    )
                 )
-        running = [a.workflow_id for a in info.running_actions]
+        running = [
+            a.workflow_id
+            for a in info.running_actions
+            if isinstance(a, ScheduleActionExecutionStartWorkflow)
+        ]
         done = state.limited_actions and state.remaining_actions == 0
         view = ScheduleView(
             id=row.id,
