@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli import defs, runs
+from cli import schedules as schedules_cli
 from cli.client import die
 from duratask.settings import get_settings
 
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(defs.app, name="def")
 app.add_typer(runs.app, name="run")
+app.add_typer(schedules_cli.app, name="schedule")
 
 
 @app.command()
