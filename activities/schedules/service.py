@@ -440,8 +440,7 @@ class ScheduleService:
         self, sid: str, patch: ScheduleUpdateBody, identity: str | None
     ) -> ScheduleView:
         row = await self._row(sid)
-        if not await self.index.enabled():
-            raise ScheduleError("conflict", DISABLED_MESSAGE)
+        await self._refuse_when_disabled()
         changes = patch.model_dump(exclude_unset=True)
         cfg_data = ScheduleConfig.model_validate_json(row.config).model_dump()
         if any(k in changes for k in SPEC_FIELDS):
@@ -487,15 +486,19 @@ class ScheduleService:
 
     async def unpause(self, sid: str, note: str | None) -> ScheduleView:
         await self._row(sid)
-        if not await self.index.enabled():
-            raise ScheduleError("conflict", DISABLED_MESSAGE)
+        await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).unpause(note=note or "unpaused")
         await self.index.update(sid, paused_by_switch=False)
         return await self.get(sid, detail=False)
 
+    async def _refuse_when_disabled(self) -> None:
+        if not await self.index.enabled():
+            raise ScheduleError("conflict", DISABLED_MESSAGE)
+
     async def trigger(self, sid: str, overlap: str = "allow_all") -> None:
         await self._row(sid)
+        await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).trigger(overlap=OVERLAP[overlap])
         log.info("schedule triggered", schedule_id=sid)
@@ -508,6 +511,7 @@ class ScheduleService:
         if end <= start:
             raise invalid("backfill end_at must be after start_at")
         await self._row(sid)
+        await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).backfill(
             ScheduleBackfill(start_at=start, end_at=end, overlap=OVERLAP[overlap])
@@ -579,7 +583,7 @@ class ScheduleService:
 
     async def tool_list(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
         await self._require_enabled()
-        views = await self.list(owner=ctx.owner)
+        views = [v for v in await self.list() if v.owner == ctx.owner]
         tasks = [_task(v) for v in views]
         if args.status:
             tasks = [t for t in tasks if t["status"] == args.status]

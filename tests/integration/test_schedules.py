@@ -277,8 +277,9 @@ async def test_global_switch(stack: Stack) -> None:
     # created while off: created paused, resumed with the rest
     later = await create(stack, definition_id="hello", cron="0 9 * * *", id="later")
     assert later["paused"] and later["paused_by_switch"]
-    r = await stack.http.post(f"/v1/schedules/{mine['id']}/unpause")
-    assert r.status_code == 409 and "disabled" in r.json()["detail"]
+    for action in ("unpause", "trigger"):
+        r = await stack.http.post(f"/v1/schedules/{mine['id']}/{action}")
+        assert r.status_code == 409 and "disabled" in r.json()["detail"]
 
     r = await stack.http.put("/v1/scheduling", json={"enabled": True})
     assert sorted(r.json()["resumed"]) == sorted([running["id"], later["id"]])
