@@ -19,6 +19,7 @@ import typer
 import yaml
 from croniter import croniter
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from activities.schedules.service import slugify
@@ -277,9 +278,9 @@ def show(schedule_id: str, as_json: bool = typer.Option(False, "--json")) -> Non
         return
     out.print(f"[bold]{v['id']}[/bold]  {v['definition_id']}"
               f"{' v' + str(v['version']) if v['version'] else ' (latest)'}  {v['status']}")  # fmt: skip
-    out.print(f"when: {v['human']}  [{v['spec']['expression']}, {v['timezone']}]")
+    out.print(f"when: {v['human']}  " + escape(f"[{v['spec']['expression']}, {v['timezone']}]"))
     if v["note"]:
-        out.print(f"note: {v['note']}")
+        out.print(f"note: {escape(v['note'])}")
     _print_next(v)
     table = Table("run", "scheduled", "status")
     for r in v["recent_runs"]:

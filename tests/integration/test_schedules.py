@@ -117,9 +117,17 @@ async def test_each_spec_kind_reads_back_description_and_next_fire_times(stack: 
     assert times(once) == [at]
     assert once["human"].startswith("Once at ")
 
+    start = (datetime.now(UTC) + timedelta(days=10)).replace(microsecond=0)
+    window = await create(stack, definition_id="hello", cron="0 12 * * *", jitter="10m",
+                          start_at=start.isoformat(),
+                          end_at=(start + timedelta(days=3)).isoformat())  # fmt: skip
+    assert window["jitter"] == "10m"
+    assert 2 <= len(times(window)) <= 3 and all(start <= t for t in times(window))
+    assert all(t.hour == 12 and t.minute < 10 for t in times(window))
+
     listed = (await stack.http.get("/v1/schedules")).json()
     assert {s["id"] for s in listed["items"]} == {
-        s["id"] for s in (daily, mtw, sunday, monthly, text, every, once)
+        s["id"] for s in (daily, mtw, sunday, monthly, text, every, once, window)
     }
     assert listed["scheduling_enabled"] is True
 
