@@ -19,6 +19,7 @@ from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
 from api.routers import approvals, definitions, health, runs
+from api.routers import schedules as schedules_router
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
 from worker.client import connect
@@ -64,4 +65,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(definitions.router)
     app.include_router(runs.router)
     app.include_router(approvals.router)
+    app.include_router(schedules_router.router)
     return app

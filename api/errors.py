@@ -17,6 +17,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.schedules.service import ScheduleError
 from activities.store.definitions import NotFound
 from duratask.logging import get_logger
 
@@ -91,6 +92,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _nf(_: Request, e: NotFound) -> JSONResponse:
         return _json(404, str(e))
+
+    @app.exception_handler(ScheduleError)
+    async def _sched(_: Request, e: ScheduleError) -> JSONResponse:
+        return _json({"not_found": 404, "conflict": 409}.get(e.kind, 422), e.message)
 
     @app.exception_handler(RequestValidationError)
     async def _rv(_: Request, e: RequestValidationError) -> JSONResponse:

@@ -143,6 +143,7 @@ class RunService:
         self, run_id: str, inp: RunInput, delay: timedelta | None = None
     ) -> tuple[RunState, bool]:
         meta = inp.meta
+        assert inp.bundle is not None, "start_input needs a pinned bundle"
         definition = inp.bundle.root.definition
         status = RunStatus.scheduled if delay else RunStatus.queued
         attrs: list[SearchAttributePair[Any]] = [
@@ -342,6 +343,10 @@ class RunService:
         if desc.status == WorkflowExecutionStatus.RUNNING:
             raise conflict(f"cannot retry: run '{run_id}' is still running", run_status="running")
         old = await start_input(self.client, self.handle(run_id))
+        if old.bundle is None:  # a scheduled run that followed the latest version
+            bundle = await self.store.bundle(old.definition_id or "", old.version)
+            old = old.model_copy(update={"bundle": bundle})
+        assert old.bundle is not None
         inputs = old.input if new_input is None else new_input
         try:
             inputs = resolve_inputs(old.bundle.root.definition, inputs)

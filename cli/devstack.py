@@ -193,6 +193,20 @@ async def load_examples(url: str, token: str, folder: Path) -> list[str]:
     return loaded
 
 
+async def sync_example_jobs(settings: Settings, url: str, folder: Path) -> None:
+    """`duratask schedule sync` of the examples' job files (through the gateway)."""
+    from cli.client import Gateway
+    from cli.schedules import sync_dir
+
+    try:
+        plan = await asyncio.to_thread(sync_dir, Gateway(settings, url), folder)
+    except (ValueError, RuntimeError, SystemExit) as e:  # typer.Exit is a RuntimeError
+        out.print(f"[yellow]job sync of {folder} failed:[/yellow] {e}")
+        return
+    for line in plan.lines():
+        out.print(f"  jobs: {line}")
+
+
 async def run_dev(
     settings: Settings,
     temporal_address: str | None,
@@ -248,6 +262,8 @@ async def run_dev(
             await asyncio.sleep(0.05)
         url = f"http://{host}:{port}"
         loaded = await load_examples(url, token, examples) if examples.is_dir() else []
+        if (examples / "jobs").is_dir():
+            await sync_example_jobs(settings, url, examples / "jobs")
         _banner(settings, url, address, ui and not temporal_address, loaded)
         await stop.wait()
         out.print("\nstopping: gateway, worker, Temporal...")

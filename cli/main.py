@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli import approvals, defs, runs
+from cli import schedules as schedules_cli
 from cli.client import die
 from duratask.settings import get_settings
 
@@ -21,6 +22,7 @@ app.add_typer(runs.app, name="run")
 runs.app.command("approve")(approvals.approve)
 runs.app.command("reject")(approvals.reject)
 app.command("approvals")(approvals.list_approvals)
+app.add_typer(schedules_cli.app, name="schedule")
 
 
 @app.command()

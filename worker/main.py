@@ -13,11 +13,17 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.llm.activity import LlmActivities
 from activities.notify import NotifyActivities
+from activities.schedules.service import ScheduleService
+from activities.store.activity import StoreActivities
+from activities.store.db import migrate
+from activities.store.definitions import DefinitionStore
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
 from duratask.logging import configure_logging, get_logger
@@ -29,12 +35,28 @@ log = get_logger(__name__)
 
 
 def activities_for(
-    settings: Settings, registry: ToolRegistry, services: dict[str, Any] | None = None
+    settings: Settings,
+    registry: ToolRegistry,
+    services: dict[str, Any] | None = None,
+    store: DefinitionStore | None = None,
 ) -> list[Any]:
     llm = LlmActivities(settings, registry)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
-    return [llm.complete, tools.call, notify.notify]
+    found = [llm.complete, tools.call, notify.notify]
+    if store is not None:
+        found.append(StoreActivities(store).resolve_bundle)
+    return found
+
+
+def worker_store(settings: Settings) -> DefinitionStore:
+    """The store for the worker's store activities and schedule service (NullPool: no
+    connection outlives its use, so a worker needs no store shutdown)."""
+    return DefinitionStore(create_async_engine(settings.database_url, poolclass=NullPool))
+
+
+def default_services(client: Client, store: DefinitionStore, settings: Settings) -> dict[str, Any]:
+    return {"schedules": ScheduleService(client, store, settings)}
 
 
 def build_worker(
@@ -45,14 +67,20 @@ def build_worker(
     activities: Sequence[Any] | None = None,
     registry: ToolRegistry | None = None,
     services: dict[str, Any] | None = None,
+    store: DefinitionStore | None = None,
 ) -> Worker:
     registry = registry or build_registry(settings)
+    store = store or worker_store(settings)
+    if services is None:
+        services = default_services(client, store, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[TaskRunWorkflow],
         activities=list(
-            activities if activities is not None else activities_for(settings, registry, services)
+            activities
+            if activities is not None
+            else activities_for(settings, registry, services, store)
         ),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
@@ -63,7 +91,9 @@ def build_worker(
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     client = await connect(settings)
-    worker = build_worker(client, settings)
+    store = worker_store(settings)
+    await migrate(store.engine)
+    worker = build_worker(client, settings, store=store)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

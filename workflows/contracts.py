@@ -14,6 +14,7 @@ from temporalio.common import SearchAttributeKey
 LLM_ACTIVITY = "duratask.llm.complete"
 TOOL_ACTIVITY = "duratask.tool.call"
 NOTIFY_ACTIVITY = "duratask.notify"
+RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
 
 # Custom search attributes: the operator's filters in the Temporal Web UI
 SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")
@@ -52,3 +53,4 @@ E_TOOL = "TOOL_ERROR"
 E_TIMEOUT = "TIMEOUT"
 E_CANCELLED = "CANCELLED"
 E_REJECTED = "REJECTED"
+E_DEFINITION_NOT_FOUND = "DEFINITION_NOT_FOUND"

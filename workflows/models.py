@@ -113,10 +113,29 @@ class RunConfig(_Model):
 
 
 class RunInput(_Model):
-    bundle: DefinitionBundle
+    # None: "the latest version at each firing" (schedules): the workflow resolves
+    # `definition_id` / `version` through the store activity before its first step.
+    bundle: DefinitionBundle | None = None
+    definition_id: str | None = None
+    version: int | None = None
     input: dict[str, Any] = Field(default_factory=dict)
     meta: RunMeta = Field(default_factory=RunMeta)
     config: RunConfig = Field(default_factory=RunConfig)
+
+
+class ResolveBundleRequest(_Model):
+    definition_id: str
+    version: int | None = None
+
+
+def pending_bundle(inp: RunInput) -> DefinitionBundle:
+    """What a run shows before its unpinned definition is resolved: no steps yet."""
+    if inp.bundle is not None:
+        return inp.bundle
+    definition = TaskDefinition.model_construct(id=inp.definition_id or "unknown", steps=[])
+    return DefinitionBundle(
+        root=BundledDefinition.model_construct(definition=definition, version=inp.version or 0)
+    )
 
 
 # ---------------------------------------------------------------- run state

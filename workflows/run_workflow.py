@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import contracts
@@ -44,16 +44,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         ApprovalDecision,
         CancelRequest,
+        DefinitionBundle,
         Intervention,
         NotifyRequest,
         NotifyResult,
         PriorityChange,
+        ResolveBundleRequest,
         RunError,
         RunInput,
         RunState,
         RunStatus,
         ToolRequest,
         ToolResult,
+        pending_bundle,
     )
     from workflows.templates import render_text, render_value
     from workflows.tracker import RunTracker
@@ -71,7 +74,7 @@ class TaskRunWorkflow:
     @workflow.init
     def __init__(self, inp: RunInput) -> None:
         self.inp = inp
-        self.definition: TaskDefinition = inp.bundle.root.definition
+        self.definition: TaskDefinition = pending_bundle(inp).root.definition
         self.tracker = RunTracker(workflow.info().workflow_id, inp)
         self.priority = inp.meta.priority
         self.outputs: dict[str, dict[str, Any]] = {}
@@ -110,6 +113,8 @@ class TaskRunWorkflow:
     # ------------------------------------------------------------ run
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
+        if inp.bundle is None:
+            inp = await self._resolve_bundle(inp)
         t = self.tracker
         t.started()
         timeout = self.definition.limits.timeout
@@ -136,6 +141,27 @@ class TaskRunWorkflow:
         t.finish(RunStatus.completed)
         t.emit("run.completed", None, "run completed")
         return t.state
+
+    async def _resolve_bundle(self, inp: RunInput) -> RunInput:
+        """An unpinned (scheduled) run: load the definition's bundle as it is now."""
+        req = ResolveBundleRequest(definition_id=inp.definition_id or "", version=inp.version)
+        try:
+            bundle = await workflow.execute_activity(
+                contracts.RESOLVE_BUNDLE_ACTIVITY,
+                req,
+                result_type=DefinitionBundle,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5),
+                summary=f"resolve {req.definition_id}",
+            )
+        except ActivityError as e:
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(e)
+            self._fail(RunError(code=contracts.E_DEFINITION_NOT_FOUND, message=message))
+        self.inp = inp = inp.model_copy(update={"bundle": bundle})
+        self.definition = bundle.root.definition
+        self.tracker.state = RunTracker(workflow.info().workflow_id, inp).state
+        return inp
 
     def _fail(self, error: RunError) -> None:
         t = self.tracker

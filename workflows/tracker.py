@@ -23,6 +23,7 @@ from workflows.models import (
     RunStatus,
     StepState,
     StepStatus,
+    pending_bundle,
 )
 
 EventSink = Callable[[RunEvent], None]
@@ -30,7 +31,7 @@ EventSink = Callable[[RunEvent], None]
 
 class RunTracker:
     def __init__(self, run_id: str, inp: RunInput) -> None:
-        root = inp.bundle.root
+        root = pending_bundle(inp).root
         self.max_events = inp.config.max_events
         self.sinks: list[EventSink] = []
         self.state = RunState(

@@ -1,0 +1,1 @@
+"""Schedules: duratask jobs on Temporal Schedules (see docs/schedules.md)."""

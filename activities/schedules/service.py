@@ -1,0 +1,627 @@
+"""The schedule service: duratask schedules as Temporal Schedules.
+
+One implementation for every caller: the gateway's `/v1/schedules`, the CLI (through
+the gateway), job-file sync, and the model's `schedule_task` / `list_tasks` /
+`cancel_task` tools in the worker. Each schedule is a Temporal Schedule `sched-<slug>`
+whose action starts a `TaskRunWorkflow` marked trigger `schedule` with the schedule id
+(Temporal appends the fire time to the run id). With a pinned version the action
+carries the bundle; otherwise the run resolves the latest version when it fires.
+Failures are `ScheduleError`s with a kind the gateway turns into 404/409/422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleCalendarSpec,
+    ScheduleDescription,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
+from temporalio.common import Priority as TemporalPriority
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.schedules.models import (
+    SPEC_FIELDS,
+    ScheduleConfig,
+    ScheduleCreate,
+    ScheduledRun,
+    ScheduleView,
+    Source,
+)
+from activities.schedules.models import (
+    ScheduleUpdate as ScheduleUpdateBody,
+)
+from activities.schedules.spec import ParsedSpec, SpecError, describe, parse_every, parse_spec
+from activities.schedules.store import ScheduleStore
+from activities.store.definitions import DefinitionStore, NotFound
+from activities.store.tables import ScheduleRow
+from activities.tools.registry import ToolContext, ToolError
+from duratask.logging import get_logger
+from duratask.settings import Settings
+from workflows import contracts
+from workflows.definition import ModelSpec, TaskDefinition
+from workflows.inputs import InputError, resolve_inputs
+from workflows.models import RunConfig, RunInput, RunMeta, RunState, Trigger
+from workflows.run_workflow import TaskRunWorkflow
+
+log = get_logger(__name__)
+
+SWITCH_NOTE = "scheduling disabled (global switch)"
+DISABLED_MESSAGE = (
+    "scheduling is disabled: no scheduled task will run and none can be created or "
+    "changed until an operator turns scheduling back on"
+)
+OVERLAP = {
+    "skip": ScheduleOverlapPolicy.SKIP,
+    "buffer_one": ScheduleOverlapPolicy.BUFFER_ONE,
+    "buffer_all": ScheduleOverlapPolicy.BUFFER_ALL,
+    "cancel_other": ScheduleOverlapPolicy.CANCEL_OTHER,
+    "allow_all": ScheduleOverlapPolicy.ALLOW_ALL,
+}
+RUN_STATUS = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+    WorkflowExecutionStatus.TERMINATED: "cancelled",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+}
+
+
+class ScheduleError(Exception):
+    """kind: not_found (404) | invalid (422) | conflict (409)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def invalid(message: str) -> ScheduleError:
+    return ScheduleError("invalid", message)
+
+
+def slugify(text: str, limit: int = 48) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return slug or "job"
+
+
+def schedule_id_for(name: str, unique: bool = False) -> str:
+    slug = slugify(name.removeprefix("sched-"))
+    return f"sched-{slug}-{secrets.token_hex(3)}" if unique else f"sched-{slug}"
+
+
+def adhoc_definition(
+    prompt: str, name: str | None = None, model: ModelSpec | None = None
+) -> TaskDefinition:
+    """A prompt-only job or task: one llm_call step, id derived from its content."""
+    body = json.dumps([prompt, model.model_dump(exclude_none=True) if model else None])
+    digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+    return TaskDefinition.model_validate(
+        {
+            "id": f"adhoc-{digest}",
+            "name": name,
+            "description": "created for a scheduled prompt",
+            "model": model.model_dump(exclude_none=True) if model else None,
+            "steps": [{"id": "run", "action": "llm_call", "prompt": prompt, "tools": []}],
+        }
+    )
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class ScheduleService:
+    def __init__(self, client: Client, store: DefinitionStore, settings: Settings) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.index = ScheduleStore(store.engine)
+
+    # ------------------------------------------------------------ building
+    def _parse(self, cfg: ScheduleConfig) -> ParsedSpec:
+        try:
+            at = cfg.at.isoformat() if isinstance(cfg.at, datetime) else cfg.at
+            parsed = parse_spec(
+                cron=cfg.cron, every=cfg.every, text=cfg.text, at=at, timezone=cfg.timezone
+            )
+            if cfg.jitter:
+                parse_every(cfg.jitter)
+        except SpecError as e:
+            raise invalid(str(e)) from None
+        start, end = _utc(cfg.start_at), _utc(cfg.end_at)
+        if end is not None and end <= datetime.now(UTC):
+            raise invalid(f"end_at {end.isoformat()} is in the past")
+        if start and end and end <= start:
+            raise invalid("end_at must be after start_at")
+        return parsed
+
+    async def _run_input(self, sid: str, cfg: ScheduleConfig, by: str | None) -> RunInput:
+        try:
+            bundle = await self.store.bundle(cfg.definition_id, cfg.version)
+        except NotFound as e:
+            raise ScheduleError("not_found", str(e)) from None
+        try:
+            inputs = resolve_inputs(bundle.root.definition, cfg.input)
+        except InputError as e:
+            raise invalid(f"input: {e}") from None
+        meta = RunMeta(
+            owner=cfg.owner,
+            priority=cfg.priority,
+            trigger=Trigger.schedule,
+            schedule_id=sid,
+            created_by=by,
+            source={"schedule": sid},
+        )
+        s = self.settings
+        config = RunConfig(
+            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
+            max_output_bytes=s.max_output_bytes,
+            max_subtask_depth=s.max_subtask_depth,
+        )
+        pinned = cfg.version is not None
+        return RunInput(
+            bundle=bundle if pinned else None,
+            definition_id=cfg.definition_id,
+            version=cfg.version,
+            input=inputs if pinned else cfg.input,
+            meta=meta,
+            config=config,
+        )
+
+    def _spec(self, cfg: ScheduleConfig, parsed: ParsedSpec) -> ScheduleSpec:
+        common: dict[str, Any] = {
+            "start_at": _utc(cfg.start_at),
+            "end_at": _utc(cfg.end_at),
+            "jitter": parse_every(cfg.jitter) if cfg.jitter else None,
+            "time_zone_name": cfg.timezone,
+        }
+        if parsed.cron is not None:
+            return ScheduleSpec(cron_expressions=[parsed.cron], **common)
+        if parsed.every is not None:
+            return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=parsed.every)], **common)
+        at = parsed.at
+        assert at is not None
+        calendar = ScheduleCalendarSpec(
+            second=[ScheduleRange(at.second)],
+            minute=[ScheduleRange(at.minute)],
+            hour=[ScheduleRange(at.hour)],
+            day_of_month=[ScheduleRange(at.day)],
+            month=[ScheduleRange(at.month)],
+            year=[ScheduleRange(at.year)],
+            comment="one-time",
+        )
+        common["time_zone_name"] = "UTC"  # parsed.at is already UTC
+        return ScheduleSpec(calendars=[calendar], **common)
+
+    def _schedule(
+        self, sid: str, cfg: ScheduleConfig, parsed: ParsedSpec, inp: RunInput, state: ScheduleState
+    ) -> Schedule:
+        attrs: list[SearchAttributePair[Any]] = [
+            SearchAttributePair(contracts.SA_DEFINITION, cfg.definition_id),
+            SearchAttributePair(contracts.SA_STATUS, "queued"),
+            SearchAttributePair(contracts.SA_TRIGGER, Trigger.schedule.value),
+            SearchAttributePair(contracts.SA_PRIORITY, cfg.priority.value),
+            SearchAttributePair(contracts.SA_SCHEDULE, sid),
+        ]
+        if cfg.owner:
+            attrs.append(SearchAttributePair(contracts.SA_OWNER, cfg.owner))
+        if parsed.at is not None:
+            state = ScheduleState(
+                note=state.note, paused=state.paused, limited_actions=True, remaining_actions=1
+            )
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                TaskRunWorkflow.run,
+                inp,
+                id=f"run-{sid}",
+                task_queue=self.settings.task_queue,
+                typed_search_attributes=TypedSearchAttributes(attrs),
+                static_summary=f"{cfg.definition_id} (schedule {sid})",
+                static_details=cfg.description,
+                priority=TemporalPriority(priority_key=cfg.priority.key, fairness_key=cfg.owner),
+            ),
+            spec=self._spec(cfg, parsed),
+            policy=SchedulePolicy(
+                overlap=OVERLAP[cfg.overlap], pause_on_failure=cfg.pause_on_failure
+            ),
+            state=state,
+        )
+
+    # ------------------------------------------------------------ create / read
+    async def create(
+        self, req: ScheduleCreate, identity: str | None, source: Source = "api"
+    ) -> ScheduleView:
+        cfg = ScheduleConfig.model_validate(req.model_dump(exclude={"id", "paused", "note"}))
+        name = req.id or req.description or req.definition_id
+        sid = schedule_id_for(name, unique=req.id is None)
+        return await self._create(sid, cfg, identity, source, req.paused, req.note)
+
+    async def _create(
+        self,
+        sid: str,
+        cfg: ScheduleConfig,
+        identity: str | None,
+        source: Source,
+        paused: bool = False,
+        note: str | None = None,
+    ) -> ScheduleView:
+        parsed = self._parse(cfg)
+        inp = await self._run_input(sid, cfg, identity)
+        enabled = await self.index.enabled()
+        by_switch = not enabled and not paused
+        state = ScheduleState(paused=paused or not enabled, note=SWITCH_NOTE if by_switch else note)
+        now = datetime.now(UTC)
+        row = ScheduleRow(
+            id=sid, owner=cfg.owner, definition_id=cfg.definition_id, source=source,
+            config=cfg.model_dump_json(exclude_none=True), created_at=now, created_by=identity,
+            updated_at=now, paused_by_switch=by_switch,
+        )  # fmt: skip
+        if not await self.index.insert(row):
+            raise ScheduleError("conflict", f"schedule '{sid}' already exists")
+        try:
+            await self.client.create_schedule(
+                sid,
+                self._schedule(sid, cfg, parsed, inp, state),
+                memo={"duratask": {"source": source, "owner": cfg.owner}},
+            )
+        except ScheduleAlreadyRunningError:
+            await self.index.delete(sid)
+            raise ScheduleError(
+                "conflict", f"schedule '{sid}' already exists in Temporal"
+            ) from None
+        except RPCError as e:
+            await self.index.delete(sid)
+            if e.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise invalid(f"Temporal rejected the schedule: {e.message}") from None
+            raise
+        log.info("schedule created", schedule_id=sid, source=source, spec=parsed.expression)
+        return await self.get(sid)
+
+    async def _row(self, sid: str) -> ScheduleRow:
+        row = await self.index.get(sid)
+        if row is None:
+            raise ScheduleError("not_found", f"schedule '{sid}' not found")
+        return row
+
+    async def _describe(self, sid: str) -> ScheduleDescription:
+        try:
+            return await self.client.get_schedule_handle(sid).describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                await self.index.delete(sid)  # deleted in Temporal directly: forget it
+                raise ScheduleError("not_found", f"schedule '{sid}' not found") from None
+            raise
+
+    async def get(self, sid: str, detail: bool = True) -> ScheduleView:
+        row = await self._row(sid)
+        desc = await self._describe(sid)
+        return await self._view(row, desc, detail)
+
+    async def list(
+        self, owner: str | None = None, status: str | None = None, detail: bool = False
+    ) -> list[ScheduleView]:
+        rows = await self.index.list(owner=owner)
+
+        async def one(row: ScheduleRow) -> ScheduleView | None:
+            try:
+                return await self._view(row, await self._describe(row.id), detail)
+            except ScheduleError:
+                return None
+
+        views = [v for v in await asyncio.gather(*(one(r) for r in rows)) if v is not None]
+        return [v for v in views if status is None or v.status == status]
+
+    async def _view(
+        self, row: ScheduleRow, desc: ScheduleDescription, detail: bool
+    ) -> ScheduleView:
+        cfg = ScheduleConfig.model_validate_json(row.config)
+        parsed = self._parse_stored(cfg)
+        state = desc.schedule.state
+        info = desc.info
+        recent: list[ScheduledRun] = []
+        for a in reversed(info.recent_actions):
+            if isinstance(a.action, ScheduleActionExecutionStartWorkflow):
+                recent.append(
+                    ScheduledRun(
+                        run_id=a.action.workflow_id,
+                        scheduled_at=a.scheduled_at,
+                        started_at=a.started_at,
+                    )
+                )
+        running = [
+            a.workflow_id
+            for a in info.running_actions
+            if isinstance(a, ScheduleActionExecutionStartWorkflow)
+        ]
+        done = state.limited_actions and state.remaining_actions == 0
+        view = ScheduleView(
+            id=row.id,
+            definition_id=cfg.definition_id,
+            version=cfg.version,
+            description=cfg.description,
+            human=describe(parsed, cfg.timezone) if parsed else "(invalid spec)",
+            spec=_spec_view(cfg, parsed),
+            timezone=cfg.timezone,
+            overlap=cfg.overlap,
+            jitter=cfg.jitter,
+            start_at=cfg.start_at,
+            end_at=cfg.end_at,
+            pause_on_failure=cfg.pause_on_failure,
+            input=cfg.input,
+            priority=cfg.priority,
+            owner=row.owner,
+            source=row.source,  # type: ignore[arg-type]
+            status="paused" if state.paused else ("completed" if done else "active"),
+            paused=state.paused,
+            note=state.note or None,
+            paused_by_switch=row.paused_by_switch,
+            next_fire_times=list(info.next_action_times[:5]),
+            recent_runs=recent,
+            running=running,
+            num_actions=info.num_actions,
+            skipped_overlap=info.num_actions_skipped_overlap,
+            created_at=_utc(row.created_at),
+            created_by=row.created_by,
+            temporal_ui_url=f"{self.settings.temporal_ui_url}/namespaces/"
+            f"{self.settings.namespace}/schedules/{row.id}",
+        )
+        if detail and recent:
+            await self._fill_runs(view)
+        return view
+
+    def _parse_stored(self, cfg: ScheduleConfig) -> ParsedSpec | None:
+        try:
+            at = cfg.at.isoformat() if isinstance(cfg.at, datetime) else cfg.at
+            return parse_spec(
+                cron=cfg.cron, every=cfg.every, text=cfg.text, at=at, timezone=cfg.timezone,
+                now=datetime(1970, 1, 1, tzinfo=UTC),  # a one-time spec may be past by now
+            )  # fmt: skip
+        except SpecError:
+            return None
+
+    async def _fill_runs(self, view: ScheduleView) -> None:
+        """Status of each recent run, and the newest closed run's result or error."""
+
+        async def status(run: ScheduledRun) -> None:
+            try:
+                desc = await self.client.get_workflow_handle(run.run_id).describe()
+                run.status = RUN_STATUS.get(desc.status, "unknown") if desc.status else None
+            except RPCError:
+                run.status = "unknown"
+
+        await asyncio.gather(*(status(r) for r in view.recent_runs))
+        last = next((r for r in view.recent_runs if r.status not in ("running", None)), None)
+        if last is None:
+            return
+        handle = self.client.get_workflow_handle_for(TaskRunWorkflow.run, last.run_id)
+        try:
+            state = await handle.result()
+            view.last_result = state.result
+        except WorkflowFailureError as e:
+            cause = e.cause
+            if isinstance(cause, ApplicationError) and cause.details:
+                failed = RunState.model_validate(cause.details[0])
+                view.last_error = failed.error.message if failed.error else cause.message
+            else:
+                view.last_error = str(cause or e)
+        except RPCError:
+            pass
+
+    # ------------------------------------------------------------ change
+    async def update(
+        self, sid: str, patch: ScheduleUpdateBody, identity: str | None
+    ) -> ScheduleView:
+        row = await self._row(sid)
+        await self._refuse_when_disabled()
+        changes = patch.model_dump(exclude_unset=True)
+        cfg_data = ScheduleConfig.model_validate_json(row.config).model_dump()
+        if any(k in changes for k in SPEC_FIELDS):
+            for k in SPEC_FIELDS:
+                cfg_data[k] = None
+        cfg_data.update(changes)
+        try:
+            cfg = ScheduleConfig.model_validate(cfg_data)
+        except ValueError as e:
+            raise invalid(str(e)) from None
+        spec_changed = any(k in changes for k in SPEC_FIELDS)
+        stored = None if spec_changed else self._parse_stored(cfg)
+        parsed = self._parse(cfg) if stored is None else stored
+        inp = await self._run_input(sid, cfg, identity)
+
+        def apply(current: ScheduleUpdateInput) -> ScheduleUpdate:
+            old = current.description.schedule.state
+            keep = ScheduleState(note=old.note, paused=old.paused)
+            return ScheduleUpdate(schedule=self._schedule(sid, cfg, parsed, inp, keep))
+
+        await self._describe(sid)
+        await self.client.get_schedule_handle(sid).update(apply)
+        await self.index.update(sid, config=cfg.model_dump_json(exclude_none=True), owner=cfg.owner)
+        log.info("schedule updated", schedule_id=sid, fields=sorted(changes))
+        return await self.get(sid)
+
+    async def delete(self, sid: str) -> None:
+        await self._row(sid)
+        try:
+            await self.client.get_schedule_handle(sid).delete()
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await self.index.delete(sid)
+        log.info("schedule deleted", schedule_id=sid)
+
+    async def pause(self, sid: str, note: str | None) -> ScheduleView:
+        await self._row(sid)
+        await self._describe(sid)
+        await self.client.get_schedule_handle(sid).pause(note=note or "paused")
+        await self.index.update(sid, paused_by_switch=False)
+        return await self.get(sid, detail=False)
+
+    async def unpause(self, sid: str, note: str | None) -> ScheduleView:
+        await self._row(sid)
+        await self._refuse_when_disabled()
+        await self._describe(sid)
+        await self.client.get_schedule_handle(sid).unpause(note=note or "unpaused")
+        await self.index.update(sid, paused_by_switch=False)
+        return await self.get(sid, detail=False)
+
+    async def _refuse_when_disabled(self) -> None:
+        if not await self.index.enabled():
+            raise ScheduleError("conflict", DISABLED_MESSAGE)
+
+    async def trigger(self, sid: str, overlap: str = "allow_all") -> None:
+        await self._row(sid)
+        await self._refuse_when_disabled()
+        await self._describe(sid)
+        await self.client.get_schedule_handle(sid).trigger(overlap=OVERLAP[overlap])
+        log.info("schedule triggered", schedule_id=sid)
+
+    async def backfill(
+        self, sid: str, start_at: datetime, end_at: datetime, overlap: str = "allow_all"
+    ) -> None:
+        start, end = _utc(start_at), _utc(end_at)
+        assert start is not None and end is not None
+        if end <= start:
+            raise invalid("backfill end_at must be after start_at")
+        await self._row(sid)
+        await self._refuse_when_disabled()
+        await self._describe(sid)
+        await self.client.get_schedule_handle(sid).backfill(
+            ScheduleBackfill(start_at=start, end_at=end, overlap=OVERLAP[overlap])
+        )
+        log.info("schedule backfill", schedule_id=sid, start=start.isoformat(), end=end.isoformat())
+
+    # ------------------------------------------------------------ global switch
+    async def enabled(self) -> bool:
+        return await self.index.enabled()
+
+    async def set_enabled(self, enabled: bool) -> dict[str, Any]:
+        """Off: pause every running duratask schedule (remembering which). On: resume those."""
+        await self.index.set_enabled(enabled)
+        changed: list[str] = []
+        for row in await self.index.list():
+            handle = self.client.get_schedule_handle(row.id)
+            try:
+                if not enabled:
+                    desc = await handle.describe()
+                    if not desc.schedule.state.paused:
+                        await handle.pause(note=SWITCH_NOTE)
+                        await self.index.update(row.id, paused_by_switch=True)
+                        changed.append(row.id)
+                elif row.paused_by_switch:
+                    await handle.unpause(note="scheduling re-enabled")
+                    await self.index.update(row.id, paused_by_switch=False)
+                    changed.append(row.id)
+            except RPCError as e:
+                if e.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                await self.index.delete(row.id)
+        log.info("scheduling switched", enabled=enabled, schedules=changed)
+        return {"enabled": enabled, ("resumed" if enabled else "paused"): changed}
+
+    # ------------------------------------------------------------ the model's tools
+    async def _require_enabled(self) -> None:
+        if not await self.index.enabled():
+            raise ToolError(DISABLED_MESSAGE)
+
+    async def tool_schedule(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
+        """schedule_task: a run scheduled by a model is owned by that run's owner."""
+        await self._require_enabled()
+        definition_id = args.definition_id
+        if not definition_id:
+            definition = adhoc_definition(args.prompt, name=args.description)
+            await self.store.put(definition, created_by=f"run:{ctx.run_id}")
+            definition_id = definition.id
+        key = hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:8]
+        sid = f"sched-{slugify(args.description, 32)}-{key}"
+        cfg = ScheduleConfig(
+            definition_id=definition_id,
+            input=args.input,
+            owner=ctx.owner,
+            description=args.description,
+            cron=args.cron,
+            at=None if args.cron else args.execute_at,
+            start_at=_parse_time(args.execute_at) if args.cron and args.execute_at else None,
+        )
+        existing = await self.index.get(sid)
+        try:
+            view = (
+                await self.get(sid, detail=False)
+                if existing is not None  # a retried tool call: already done
+                else await self._create(sid, cfg, f"run:{ctx.run_id}", "tool")
+            )
+        except ScheduleError as e:
+            raise ToolError(e.message) from None
+        return _task(view)
+
+    async def tool_list(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
+        await self._require_enabled()
+        views = [v for v in await self.list() if v.owner == ctx.owner]
+        tasks = [_task(v) for v in views]
+        if args.status:
+            tasks = [t for t in tasks if t["status"] == args.status]
+        return {"tasks": tasks}
+
+    async def tool_cancel(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
+        await self._require_enabled()
+        row = await self.index.get(args.id)
+        if row is None or row.owner != ctx.owner:
+            raise ToolError(f"no scheduled task with id '{args.id}'")
+        await self.delete(args.id)
+        return {"id": args.id, "cancelled": True}
+
+
+def _spec_view(cfg: ScheduleConfig, parsed: ParsedSpec | None) -> dict[str, Any]:
+    given = {k: getattr(cfg, k) for k in SPEC_FIELDS if getattr(cfg, k) is not None}
+    kind = next(iter(given), None)
+    return given | {"kind": kind, "expression": parsed.expression if parsed else None}
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ToolError(f"execute_at {value!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _task(view: ScheduleView) -> dict[str, Any]:
+    """A schedule as the model sees it (the seed's task shape)."""
+    status = {"active": "PENDING", "paused": "PAUSED", "completed": "COMPLETED"}[view.status]
+    nxt = view.next_fire_times[0].isoformat() if view.next_fire_times else None
+    return {
+        "id": view.id,
+        "description": view.description,
+        "status": status,
+        "schedule": view.human,
+        "cron": view.spec.get("cron"),
+        "next_run_at": nxt,
+        "last_result": view.last_result,
+    }
