@@ -63,6 +63,7 @@ class _Spec:
     label: str  # "sub-task 'review'" / "branch 'security'": used in messages
     run_id: str
     inp: RunInput
+    child: ChildRun | None = None  # registered on the step when the step starts
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Children:
         run_id = self._base_id(step.id)
         inp = self._referenced_input(step.id, step.task, step.version, step.input)
         inp.meta = self._meta(step.id, step.owner, step.priority)
-        spec = _Spec(None, f"sub-task '{step.task}'", run_id, inp)
+        spec = self._register(step.id, _Spec(None, f"sub-task '{step.task}'", run_id, inp))
         tracker = self.wf.tracker
         tracker.set_status(RunStatus.awaiting_subtask)
         outcome = await self._run_child(step.id, spec)
@@ -108,11 +109,18 @@ class Children:
     async def _parallel(self, step: ParallelStep) -> tuple[Any, bool, str | None]:
         self._check_depth(step.id, f"the branches of '{step.id}'")
         specs = [self._branch_spec(step, i, b) for i, b in enumerate(step.branches)]
+        specs = [self._register(step.id, spec) for spec in specs]  # branch order, all queued
         gate = asyncio.Semaphore(step.max_concurrency or len(specs))
 
         async def one(spec: _Spec) -> _Outcome:
-            async with gate:
-                return await self._run_child(step.id, spec)
+            try:
+                async with gate:
+                    return await self._run_child(step.id, spec)
+            except asyncio.CancelledError:
+                assert spec.child is not None
+                if spec.child.status == RunStatus.queued:  # never started
+                    spec.child.status = RunStatus.cancelled
+                raise
 
         tasks = [asyncio.create_task(one(s)) for s in specs]
         self.wf.tracker.set_status(RunStatus.awaiting_parallel)
@@ -305,17 +313,40 @@ class Children:
         )
 
     # ------------------------------------------------------------ running a child
-    async def _run_child(self, step_id: str, spec: _Spec) -> _Outcome:
-        t = self.wf.tracker
-        handle = await self._start(spec)
-        child = ChildRun(
+    def _register(self, step_id: str, spec: _Spec) -> _Spec:
+        """List the child on the run and its step (queued) before anything starts."""
+        spec.child = ChildRun(
             run_id=spec.run_id,
             step_id=step_id,
             definition_id=spec.inp.bundle.root.definition.id,
             branch=None if spec.key is None else str(spec.key),
+            status=RunStatus.queued,
         )
-        t.state.children.append(child)
-        t.step(step_id).children.append(spec.run_id)
+        self.wf.tracker.state.children.append(spec.child)
+        self.wf.tracker.step(step_id).children.append(spec.run_id)
+        return spec
+
+    async def _run_child(self, step_id: str, spec: _Spec) -> _Outcome:
+        t = self.wf.tracker
+        child = spec.child
+        assert child is not None
+        outcome = _Outcome(spec)
+        try:
+            handle = await self._start(spec)
+        except asyncio.CancelledError:
+            child.status = RunStatus.cancelled
+            raise
+        except Exception as e:  # e.g. the id is taken by a run that is still open
+            child.status = RunStatus.failed
+            child.error = outcome.error = RunError(
+                code=contracts.E_STEP_FAILED,
+                message=f"could not start {spec.label} as {spec.run_id}: {e}",
+                step_id=step_id,
+                details={"child_run_id": spec.run_id},
+            )
+            self._ended(step_id, spec, child)
+            return outcome
+        child.status = RunStatus.running
         t.emit(
             "child.started",
             step_id,
@@ -325,7 +356,7 @@ class Children:
             branch=child.branch,
         )
         self.running[spec.run_id] = handle
-        outcome = _Outcome(spec)
+        t.refresh_details()
         try:
             outcome.state = await handle
             child.status = RunStatus.completed
@@ -380,6 +411,7 @@ class Children:
 
     def _ended(self, step_id: str, spec: _Spec, child: ChildRun) -> None:
         self.running.pop(spec.run_id, None)
+        self.wf.tracker.refresh_details()
         self.wf.tracker.emit(
             "child.completed",
             step_id,
