@@ -360,6 +360,10 @@ class Children:
         try:
             outcome.state = await handle
             child.status = RunStatus.completed
+            if _cancel_pending():  # it finished as our cancel went out: still honour the cancel
+                self._roll_up(step_id, outcome.state)
+                self._ended(step_id, spec, child)
+                raise asyncio.CancelledError("cancelled while the child completed")
         except asyncio.CancelledError:
             child.status = RunStatus.cancelled
             outcome.cancelled = True
@@ -378,11 +382,15 @@ class Children:
                 else RunStatus.failed
             )
             child.error = outcome.error
-        if outcome.state is not None:
-            t.step(step_id).usage.add(outcome.state.usage)
-            t.state.usage.add(outcome.state.usage)
+        self._roll_up(step_id, outcome.state)
         self._ended(step_id, spec, child)
         return outcome
+
+    def _roll_up(self, step_id: str, state: RunState | None) -> None:
+        """A child's usage and cost count towards its step and this run."""
+        if state is not None:
+            self.wf.tracker.step(step_id).usage.add(state.usage)
+            self.wf.tracker.state.usage.add(state.usage)
 
     async def _start(self, spec: _Spec) -> workflow.ChildWorkflowHandle[Any, RunState]:
         meta = spec.inp.meta
@@ -470,8 +478,12 @@ def _cancelling(e: ChildWorkflowError) -> bool:
     surfaces the child's cancellation as a ChildWorkflowError; the task's pending
     cancel count is what tells "we asked for it" from "someone cancelled the child".
     """
+    return isinstance(e.cause, ChildCancelled) and _cancel_pending()
+
+
+def _cancel_pending() -> bool:
     task = asyncio.current_task()
-    return isinstance(e.cause, ChildCancelled) and task is not None and task.cancelling() > 0
+    return task is not None and task.cancelling() > 0
 
 
 def _status(o: _Outcome) -> str:

@@ -11,7 +11,13 @@ import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+from tests.helpers import definition, make_worker, run_input, start
 from tests.stack import Stack
+from workflows.definition import TaskDefinition
+from workflows.run_workflow import TaskRunWorkflow
 
 SLOW = {"id": "slow-child", "steps": [{"id": "nap", "action": "wait", "duration": "1h"}]}
 QUICK = {
@@ -133,6 +139,32 @@ async def test_tree_of_running_parent_and_cascading_cancel(stack: Stack) -> None
     assert found[quick]["status"] == "completed"
     for rid in (run_id, nested, inline, grandchild):
         assert found[rid]["error"]["message"] == "superseded", rid
+
+
+async def test_terminated_parent_leaves_no_orphans(dev_client: Client, task_queue: str) -> None:
+    """Terminate gives the parent no chance to act: parent_close_policy cancels the child.
+    (The time-skipping test server does not apply parent close policies, hence the dev server.)"""
+    parent = definition([{"id": "child", "action": "sub_task", "task": "slow-child"}], id="p")
+    slow = TaskDefinition.model_validate(SLOW)
+    async with make_worker(dev_client, task_queue):
+        handle = await start(dev_client, task_queue, run_input(parent, others=[slow]))
+        child = dev_client.get_workflow_handle(f"{handle.id}/child")
+
+        async def child_running() -> bool:
+            try:
+                return (await child.describe()).status == WorkflowExecutionStatus.RUNNING
+            except RPCError:
+                return False
+
+        await eventually(child_running)
+        await handle.terminate(reason="operator")
+
+        async def child_cancelled() -> bool:
+            return (await child.describe()).status == WorkflowExecutionStatus.CANCELED
+
+        await eventually(child_cancelled)
+        state = await child.query(TaskRunWorkflow.state)
+    assert state.status == "cancelled"
 
 
 async def temporal_cli_list(stack: Stack, query: str) -> list[dict[str, Any]]:

@@ -139,6 +139,9 @@ async def test_sub_task_failure_fails_step_with_child_error(
     assert state.error.details["child_run_id"] == f"{handle.id}/child"
     assert state.error.details["child_step_id"] == "boom"
     assert state.children[0].status == "failed"
+    async with make_worker(ts_client, task_queue):
+        child = await child_state(ts_client, f"{handle.id}/child")
+    assert child.owner == "bob"  # the step's override beats the parent's owner
 
 
 async def test_depth_limit_fails_with_clear_error(ts_client: Client, task_queue: str) -> None:
@@ -319,6 +322,21 @@ async def test_cancel_cascades_two_levels(ts_client: Client, task_queue: str) ->
         assert s.status == "cancelled", s.run_id
         assert s.cancel_reason == "no longer needed", s.run_id
         assert s.error is not None and s.error.message == "no longer needed"
+
+
+async def test_timed_out_parent_cancels_its_child(ts_client: Client, task_queue: str) -> None:
+    timed = definition(
+        [{"id": "child", "action": "sub_task", "task": "slow"}],
+        id="timed",
+        limits={"timeout": "1h"},
+    )
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(timed, others=[slow()]))
+        state = await failed_state(handle)  # time skips to the run's 1h limit
+        desc = await ts_client.get_workflow_handle(f"{handle.id}/child").describe()
+    assert state.error is not None and state.error.code == "TIMEOUT"
+    assert state.children[0].status == "cancelled"
+    assert desc.status == WorkflowExecutionStatus.CANCELED
 
 
 # ---------------------------------------------------------------- replay
