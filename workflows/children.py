@@ -12,6 +12,7 @@ to its running children before the cancel itself reaches them, so the whole tree
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
 E_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 _SLUG = re.compile(r"[^a-z0-9-]+")
+_STEP_REF = re.compile(r"steps\s*(?:\.\s*|\[\s*[\"'])([A-Za-z_][A-Za-z0-9_-]*)")
 
 
 @dataclass
@@ -78,6 +80,8 @@ class Children:
     def __init__(self, wf: TaskRunWorkflow) -> None:
         self.wf = wf
         self.running: dict[str, workflow.ChildWorkflowHandle[Any, RunState]] = {}
+        # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
+        wf.outputs.update(wf.inp.parent_outputs)
 
     async def run(self, step: SubTaskStep | ParallelStep) -> tuple[Any, bool, str | None]:
         if isinstance(step, SubTaskStep):
@@ -218,7 +222,8 @@ class Children:
 
     def _inline_input(self, step: ParallelStep, i: int, branch: Branch) -> RunInput:
         """Inline steps run as a child with a derived definition; they see the parent's
-        inputs, overlaid with the branch's own (templated) `input`."""
+        inputs overlaid with the branch's own (templated) `input`, and the outputs of
+        the parent's steps they refer to."""
         parent = self.wf.definition
         rendered = render_value(branch.input, self.wf.namespace())
         given = {**self.wf.tracker.state.input, **rendered}
@@ -235,7 +240,14 @@ class Children:
         )
         root = self.wf.inp.bundle.root
         bundled = BundledDefinition(definition=definition, version=root.version)
-        return RunInput(bundle=self._bundle_for(bundled), input=given, config=self.wf.inp.config)
+        text = json.dumps([s.model_dump(mode="json") for s in definition.steps])
+        used = set(_STEP_REF.findall(text))
+        return RunInput(
+            bundle=self._bundle_for(bundled),
+            input=given,
+            config=self.wf.inp.config,
+            parent_outputs={k: v for k, v in self.wf.outputs.items() if k in used},
+        )
 
     # ------------------------------------------------------------ building a child
     def _check_depth(self, step_id: str, what: str) -> None:

@@ -117,6 +117,8 @@ class RunInput(_Model):
     input: dict[str, Any] = Field(default_factory=dict)
     meta: RunMeta = Field(default_factory=RunMeta)
     config: RunConfig = Field(default_factory=RunConfig)
+    # inline `parallel` branches: the parent's step outputs their templates refer to
+    parent_outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- run state

@@ -174,6 +174,7 @@ async def test_parallel_merges_referenced_and_inline_branches(
     )
     parent = definition(
         [
+            {"id": "prep", "action": "llm_call", "prompt": "prepared {{ input.topic }}"},
             {
                 "id": "fan",
                 "action": "parallel",
@@ -188,7 +189,11 @@ async def test_parallel_merges_referenced_and_inline_branches(
                     {
                         "name": "inline",
                         "steps": [
-                            {"id": "i", "action": "llm_call", "prompt": "inline {{ input.topic }}"}
+                            {
+                                "id": "i",
+                                "action": "llm_call",
+                                "prompt": "inline {{ input.topic }}, {{ steps.prep.output }}",
+                            }
                         ],
                     },
                 ],
@@ -210,7 +215,7 @@ async def test_parallel_merges_referenced_and_inline_branches(
     assert state.step("fan").output == {
         "summary": "summary of otters",
         "loud": "OTTERS",
-        "inline": "inline otters",
+        "inline": "inline otters, prepared otters",
     }
     assert state.result == "OTTERS!"
     assert state.step("fan").children == [
@@ -220,6 +225,7 @@ async def test_parallel_merges_referenced_and_inline_branches(
     ]
     assert {c.status for c in state.children} == {"completed"}
     assert inline.definition_id == "parent--fan-2"
+    assert [s.id for s in inline.steps] == ["i"]  # only the output of prep was handed down
     assert inline.parent_run_id == "run-par-1"
     assert state.step("fan").usage.total_tokens == child_tokens
 
