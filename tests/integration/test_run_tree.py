@@ -197,3 +197,25 @@ async def temporal_cli_list(stack: Stack, query: str) -> list[dict[str, Any]]:
         return rows or []  # type: ignore[no-any-return]
 
     return await eventually(run)  # type: ignore[no-any-return]
+
+
+def test_child_run_ids_with_slashes_reach_the_right_route() -> None:
+    from starlette.routing import Match
+
+    from api.routers.runs import router
+
+    def route(method: str, path: str) -> tuple[str, str] | None:
+        scope = {"type": "http", "method": method, "path": path}
+        for r in router.routes:
+            match, child = r.matches(scope)  # type: ignore[attr-defined]
+            if match == Match.FULL:
+                return r.endpoint.__name__, child["path_params"]["run_id"]  # type: ignore[attr-defined]
+        return None
+
+    assert route("GET", "/v1/runs/run-1") == ("get_run", "run-1")
+    assert route("GET", "/v1/runs/run-1/result") == ("get_result", "run-1")
+    assert route("GET", "/v1/runs/run-1/fan/a") == ("get_run", "run-1/fan/a")
+    assert route("GET", "/v1/runs/run-1/fan/a/result") == ("get_result", "run-1/fan/a")
+    assert route("POST", "/v1/runs/run-1/fan/a/cancel") == ("cancel_run", "run-1/fan/a")
+    # a sub-resource of a plain run is never taken for a child id
+    assert route("GET", "/v1/runs/run-1/events") is None
