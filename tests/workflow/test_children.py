@@ -345,6 +345,18 @@ async def test_timed_out_parent_cancels_its_child(ts_client: Client, task_queue:
     assert desc.status == WorkflowExecutionStatus.CANCELED
 
 
+async def test_cancelling_a_child_fails_the_parent_step(ts_client: Client, task_queue: str) -> None:
+    parent = definition([{"id": "child", "action": "sub_task", "task": "slow"}], id="parent")
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(parent, others=[slow()]))
+        await wait_started(ts_client, f"{handle.id}/child")
+        await ts_client.get_workflow_handle(f"{handle.id}/child").cancel()
+        state = await failed_state(handle)
+    assert state.status == "failed"
+    assert state.error is not None and state.error.code == "CANCELLED"
+    assert state.children[0].status == "cancelled"
+
+
 # ---------------------------------------------------------------- replay
 
 
