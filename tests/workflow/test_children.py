@@ -14,14 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Replayer
+from temporalio.worker import Replayer, Worker
 
+from duratask.settings import Settings
 from tests.helpers import definition, make_worker, run_input, start
+from worker.main import activities_for, build_registry
 from workflows import contracts
 from workflows.children import E_DEPTH
 from workflows.definition import TaskDefinition
@@ -378,6 +385,35 @@ def composite() -> tuple[TaskDefinition, list[TaskDefinition]]:
     return parent, [summarize()]
 
 
+def fail_fast() -> tuple[TaskDefinition, list[TaskDefinition]]:
+    parent = definition(
+        [
+            {
+                "id": "fan",
+                "action": "parallel",
+                "branches": [{"task": "slow"}, {"task": "failing"}, {"steps": [SLOW_STEP]}],
+            }
+        ],
+        id="parent",
+    )
+    return parent, [slow(), failing()]
+
+
+# saved history file -> (workflow id, scenario, child ids started, in order)
+SCENARIOS = {
+    "children_composite.json": (
+        "run-replay",
+        composite,
+        ["run-replay/child", "run-replay/fan/one", "run-replay/fan/two"],
+    ),
+    "children_fail_fast.json": (
+        "run-replay-ff",
+        fail_fast,
+        ["run-replay-ff/fan/0", "run-replay-ff/fan/1", "run-replay-ff/fan/2"],
+    ),
+}
+
+
 def child_starts(history_json: dict[str, Any]) -> list[str]:
     return [
         e["startChildWorkflowExecutionInitiatedEventAttributes"]["workflowId"]
@@ -386,37 +422,42 @@ def child_starts(history_json: dict[str, Any]) -> list[str]:
     ]
 
 
-async def test_replay_starts_no_duplicate_child(ts_client: Client, task_queue: str) -> None:
-    parent, others = composite()
-    async with make_worker(ts_client, task_queue):
-        handle = await start(
-            ts_client, task_queue, run_input(parent, others=others), id="run-replay"
-        )
-        await handle.result()
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_replay_starts_no_duplicate_child(
+    ts_client: Client, task_queue: str, name: str
+) -> None:
+    """Run with a worker that keeps no workflow cache, so every workflow task replays
+    the whole history first: each child must still be started exactly once."""
+    run_id, scenario, expected = SCENARIOS[name]
+    parent, others = scenario()
+    settings = Settings(http_allow_private=True)
+    worker = Worker(
+        ts_client,
+        task_queue=task_queue,
+        workflows=[TaskRunWorkflow],
+        activities=activities_for(settings, build_registry(settings)),
+        max_cached_workflows=0,
+    )
+    async with worker:
+        handle = await start(ts_client, task_queue, run_input(parent, others=others), id=run_id)
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            pass  # the fail_fast scenario fails on purpose
     history = await handle.fetch_history()
-    starts = [
-        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
-    ]
-    assert starts == ["run-replay/child", "run-replay/fan/one", "run-replay/fan/two"]
+    assert child_starts(json.loads(history.to_json())) == expected
     if os.environ.get("DURATASK_WRITE_HISTORIES"):  # refresh the saved history on purpose
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "children_composite.json").write_text(history.to_json())
+        (HISTORIES / name).write_text(history.to_json())
     replayer = Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)  # raises on any nondeterminism (e.g. a new child)
 
 
-@pytest.mark.parametrize("name", ["children_composite.json"])
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_saved_history_replays(name: str) -> None:
-    from temporalio.client import WorkflowHistory
-
+    run_id, _, expected = SCENARIOS[name]
     text = (HISTORIES / name).read_text()
-    assert child_starts(json.loads(text)) == [
-        "run-replay/child",
-        "run-replay/fan/one",
-        "run-replay/fan/two",
-    ]
-    history = WorkflowHistory.from_json("run-replay", text)
+    assert child_starts(json.loads(text)) == expected
+    history = WorkflowHistory.from_json(run_id, text)
     replayer = Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
