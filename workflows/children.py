@@ -113,6 +113,15 @@ class Children:
     async def _parallel(self, step: ParallelStep) -> tuple[Any, bool, str | None]:
         self._check_depth(step.id, f"the branches of '{step.id}'")
         specs = [self._branch_spec(step, i, b) for i, b in enumerate(step.branches)]
+        ids = [spec.run_id for spec in specs]
+        if len(set(ids)) != len(ids):
+            dup = next(str(spec.key) for spec in specs if ids.count(spec.run_id) > 1)
+            raise fail(
+                contracts.E_STEP_FAILED,
+                f"two branches of '{step.id}' would share the child id suffix '{dup}':"
+                " give every branch a unique name",
+                step.id,
+            )
         specs = [self._register(step.id, spec) for spec in specs]  # branch order, all queued
         gate = asyncio.Semaphore(step.max_concurrency or len(specs))
 

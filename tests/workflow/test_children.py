@@ -297,6 +297,24 @@ async def test_parallel_wait_all_collects_failure_beside_results(
     assert [c.status for c in state.children] == ["completed", "failed", "completed"]
 
 
+async def test_parallel_refuses_branches_sharing_an_id(ts_client: Client, task_queue: str) -> None:
+    parent = definition(
+        [
+            {
+                "id": "fan",
+                "action": "parallel",
+                "branches": [{"name": "1", "task": "slow"}, {"task": "slow"}],
+            }
+        ],
+        id="parent",
+    )
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(parent, others=[slow()]))
+        state = await failed_state(handle)
+    assert state.error is not None and "unique name" in state.error.message
+    assert state.children == []  # refused before anything started
+
+
 # ---------------------------------------------------------------- cancellation
 
 
