@@ -80,6 +80,7 @@ class Children:
     def __init__(self, wf: TaskRunWorkflow) -> None:
         self.wf = wf
         self.running: dict[str, workflow.ChildWorkflowHandle[Any, RunState]] = {}
+        self.stopping: set[str] = set()  # children this run cancels itself (fail_fast)
         # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
         wf.outputs.update(wf.inp.parent_outputs)
 
@@ -177,6 +178,7 @@ class Children:
     ) -> None:
         req = CancelRequest(reason=reason, requested_by=self.wf.tracker.state.run_id)
         by_task = dict(zip(tasks, specs, strict=True))
+        self.stopping.update(by_task[t].run_id for t in victims)
         handles = [
             self.running[by_task[t].run_id] for t in victims if by_task[t].run_id in self.running
         ]
@@ -358,6 +360,9 @@ class Children:
             child.status = RunStatus.cancelled
             raise
         except Exception as e:  # e.g. the id is taken by a run that is still open
+            if spec.run_id in self.stopping or _cancel_pending():  # cancelled while starting
+                child.status = RunStatus.cancelled
+                raise asyncio.CancelledError(str(e)) from None
             child.status = RunStatus.failed
             child.error = outcome.error = RunError(
                 code=contracts.E_STEP_FAILED,
@@ -391,7 +396,9 @@ class Children:
             self._ended(step_id, spec, child)
             raise
         except ChildWorkflowError as e:
-            if _cancelling(e):  # this run (or this branch) is being cancelled, not failed
+            if isinstance(e.cause, ChildCancelled) and (
+                spec.run_id in self.stopping or _cancel_pending()
+            ):  # this run (or this branch) is being cancelled: not a failure
                 child.status = RunStatus.cancelled
                 outcome.cancelled = True
                 self._ended(step_id, spec, child)
@@ -490,16 +497,6 @@ def _child_failure(
         details={"child_run_id": spec.run_id, "child_step_id": child_step},
     )
     return state, error
-
-
-def _cancelling(e: ChildWorkflowError) -> bool:
-    """True when the child ended cancelled because *this* task was cancelled.
-
-    The SDK turns a cancel of the awaiting task into a cancel of the child and then
-    surfaces the child's cancellation as a ChildWorkflowError; the task's pending
-    cancel count is what tells "we asked for it" from "someone cancelled the child".
-    """
-    return isinstance(e.cause, ChildCancelled) and _cancel_pending()
 
 
 def _cancel_pending() -> bool:

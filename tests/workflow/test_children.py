@@ -138,6 +138,8 @@ async def test_sub_task_failure_fails_step_with_child_error(
     async with make_worker(ts_client, task_queue):
         handle = await start(ts_client, task_queue, run_input(parent, others=[failing()]))
         state = await failed_state(handle)
+        child = await child_state(ts_client, f"{handle.id}/child")
+    assert child.owner == "bob"  # the step's override beats the parent's owner
     assert state.status == "failed"
     assert state.error is not None
     assert state.error.code == "TOOL_ERROR"
@@ -146,9 +148,6 @@ async def test_sub_task_failure_fails_step_with_child_error(
     assert state.error.details["child_run_id"] == f"{handle.id}/child"
     assert state.error.details["child_step_id"] == "boom"
     assert state.children[0].status == "failed"
-    async with make_worker(ts_client, task_queue):
-        child = await child_state(ts_client, f"{handle.id}/child")
-    assert child.owner == "bob"  # the step's override beats the parent's owner
 
 
 async def test_depth_limit_fails_with_clear_error(ts_client: Client, task_queue: str) -> None:
@@ -295,6 +294,30 @@ async def test_parallel_wait_all_collects_failure_beside_results(
     assert out["errors"]["1"]["code"] == "TOOL_ERROR"
     assert out["errors"]["1"]["run_id"] == f"{handle.id}/fan/1"
     assert [c.status for c in state.children] == ["completed", "failed", "completed"]
+
+
+async def test_fail_fast_never_starts_queued_branches(ts_client: Client, task_queue: str) -> None:
+    parent = definition(
+        [
+            {
+                "id": "fan",
+                "action": "parallel",
+                "max_concurrency": 1,
+                "branches": [{"task": "failing"}, {"task": "slow"}],
+            }
+        ],
+        id="parent",
+    )
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(parent, others=[slow(), failing()]))
+        state = await failed_state(handle)
+        with pytest.raises(RPCError):
+            await ts_client.get_workflow_handle(f"{handle.id}/fan/1").describe()
+    assert [c.status for c in state.children] == ["failed", "cancelled"]
+    assert state.error is not None and state.error.details["branches"] == {
+        "0": "failed",
+        "1": "cancelled",
+    }
 
 
 async def test_parallel_refuses_branches_sharing_an_id(ts_client: Client, task_queue: str) -> None:
