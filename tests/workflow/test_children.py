@@ -150,6 +150,24 @@ async def test_sub_task_failure_fails_step_with_child_error(
     assert state.children[0].status == "failed"
 
 
+async def test_sub_task_in_a_loop_gets_a_new_child_id_each_time(
+    ts_client: Client, task_queue: str
+) -> None:
+    parent = definition(
+        [
+            {"id": "child", "action": "sub_task", "task": "summarize", "input": {"text": "x"}},
+            {"id": "again", "action": "conditional", "condition": "true", "then": "child"},
+        ],
+        id="parent",
+        limits={"max_steps": 4},
+    )
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(parent, others=[summarize()]))
+        state = await failed_state(handle)
+    assert state.error is not None and state.error.code == "MAX_STEPS_EXCEEDED"
+    assert state.step("child").children == [f"{handle.id}/child", f"{handle.id}/child.2"]
+
+
 async def test_depth_limit_fails_with_clear_error(ts_client: Client, task_queue: str) -> None:
     leaf = definition([{"id": "x", "action": "llm_call", "prompt": "leaf"}], id="leaf")
     middle = definition([{"id": "down", "action": "sub_task", "task": "leaf"}], id="middle")
