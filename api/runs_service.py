@@ -29,7 +29,7 @@ from ulid import ULID
 from activities.store.definitions import DefinitionStore, NotFound
 from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
 from api.history import start_input, state_from_input
-from api.schemas import RunSummary, StartRunRequest
+from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask.logging import get_logger
 from duratask.settings import Settings
 from workflows import contracts
@@ -37,6 +37,7 @@ from workflows.definition import ModelSpec
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     CancelRequest,
+    ChildRun,
     Intervention,
     Priority,
     PriorityChange,
@@ -59,6 +60,7 @@ CLOSED_STATUS = {
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
 }
 QUERY_TIMEOUT = timedelta(seconds=5)
+MAX_TREE_RUNS = 500  # a tree bigger than this is cut off (children listed, not expanded)
 
 
 def new_run_id() -> str:
@@ -213,6 +215,78 @@ class RunService:
                     state.error = _error("TERMINATED", "the run was terminated in Temporal")
         state.temporal_ui_url = self.ui_url(run_id)
         return state
+
+    # ------------------------------------------------------------ children and trees
+    async def get_with_children(self, run_id: str) -> RunState:
+        """The run, with the live status of each child it has not yet seen end."""
+        state = await self.get(run_id)
+        open_children = [c for c in state.children if not c.status.terminal]
+        statuses = await asyncio.gather(*(self._child_status(c.run_id) for c in open_children))
+        for child, status in zip(open_children, statuses, strict=True):
+            child.status = status or child.status
+        return state
+
+    async def _child_status(self, run_id: str) -> RunStatus | None:
+        try:
+            desc = await self.handle(run_id).describe()
+        except RPCError:
+            return None
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            return RunStatus(desc.typed_search_attributes.get(contracts.SA_STATUS) or "running")
+        return CLOSED_STATUS.get(desc.status) if desc.status else None
+
+    async def tree(self, run_id: str) -> RunTree:
+        """The run and every descendant, recursively, for a DAG view."""
+        return await self._tree_node(await self.get_with_children(run_id), None, [MAX_TREE_RUNS])
+
+    async def _tree_node(self, state: RunState, branch: str | None, budget: list[int]) -> RunTree:
+        async def expand(child: ChildRun) -> RunTree:
+            budget[0] -= 1
+            child_state = await self._state_or_none(child.run_id) if budget[0] > 0 else None
+            if child_state is None:  # not started yet, gone from Temporal, or over budget
+                return RunTree(
+                    run_id=child.run_id,
+                    definition_id=child.definition_id,
+                    definition_version=0,
+                    status=child.status.value,
+                    parent_run_id=state.run_id,
+                    branch=child.branch,
+                )
+            return await self._tree_node(child_state, child.branch, budget)
+
+        expanded = await asyncio.gather(*(expand(c) for c in state.children))
+        nodes = {node.run_id: node for node in expanded}
+        return RunTree(
+            run_id=state.run_id,
+            definition_id=state.definition_id,
+            definition_version=state.definition_version,
+            status=state.status.value,
+            parent_run_id=state.parent_run_id,
+            branch=branch,
+            current_step=state.current_step,
+            percent=state.progress.percent,
+            usage=state.usage.model_dump(),
+            error=state.error.model_dump() if state.error else None,
+            started_at=state.started_at,
+            completed_at=state.completed_at,
+            temporal_ui_url=self.ui_url(state.run_id),
+            steps=[
+                RunTreeStep(
+                    id=s.id,
+                    action=s.action,
+                    label=s.label,
+                    status=s.status.value,
+                    children=[nodes[c] for c in s.children if c in nodes],
+                )
+                for s in state.steps
+            ],
+        )
+
+    async def _state_or_none(self, run_id: str) -> RunState | None:
+        try:
+            return await self.get_with_children(run_id)
+        except ApiError:
+            return None
 
     async def _query(self, handle: WorkflowHandle[Any, Any]) -> RunState | None:
         try:

@@ -75,3 +75,35 @@ class RunResult(BaseModel):
     result: Any = None
     error: Any = None
     state: RunState | None = None
+
+
+class RunTreeStep(BaseModel):
+    """One step of a run in the tree view, with the child runs it started."""
+
+    id: str
+    action: str
+    label: str | None = None
+    status: str
+    children: list[RunTree] = Field(default_factory=list)
+
+
+class RunTree(BaseModel):
+    """A run and, recursively, every child it started: the data of a DAG view."""
+
+    run_id: str
+    definition_id: str
+    definition_version: int
+    status: str
+    parent_run_id: str | None = None
+    branch: str | None = None
+    current_step: str | None = None
+    percent: int = 0
+    usage: dict[str, Any] = Field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    temporal_ui_url: str | None = None
+    steps: list[RunTreeStep] = Field(default_factory=list)
+
+
+RunTreeStep.model_rebuild()

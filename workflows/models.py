@@ -121,6 +121,8 @@ class RunInput(_Model):
     input: dict[str, Any] = Field(default_factory=dict)
     meta: RunMeta = Field(default_factory=RunMeta)
     config: RunConfig = Field(default_factory=RunConfig)
+    # inline `parallel` branches: the parent's step outputs their templates refer to
+    parent_outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 class ResolveBundleRequest(_Model):
@@ -188,6 +190,17 @@ class StepState(_Model):
     children: list[str] = Field(default_factory=list)
 
 
+class ChildRun(_Model):
+    """One child run (a `sub_task` step or a `parallel` branch) as its parent sees it."""
+
+    run_id: str
+    step_id: str
+    definition_id: str
+    branch: str | None = None
+    status: RunStatus = RunStatus.running
+    error: RunError | None = None
+
+
 class Progress(_Model):
     percent: int = 0
     current_step: str | None = None
@@ -215,6 +228,7 @@ class RunState(_Model):
     usage: Usage = Field(default_factory=Usage)
     events: list[RunEvent] = Field(default_factory=list)
     pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
+    children: list[ChildRun] = Field(default_factory=list)
     # metadata
     owner: str | None = None
     priority: Priority = Priority.normal

@@ -93,6 +93,7 @@ class TaskRunWorkflow:
         """Sent just before a cancel so the reason and who asked are recorded."""
         self.tracker.state.cancel_reason = req.reason or None
         self.tracker.emit("run.cancel_requested", None, req.reason, by=req.requested_by)
+        self.children.forward_cancel(req)
 
     @workflow.signal
     def set_priority(self, change: PriorityChange) -> None:

@@ -174,14 +174,19 @@ class RunTracker:
             p.estimated_time_remaining_ms = int(avg * max(0, total - done))
         self.emit("progress", self.state.current_step, None, percent=p.percent)
 
+    def refresh_details(self) -> None:
+        self._details()
+
     def _details(self) -> None:
         st = self.state
         if st.current_step and not st.status.terminal:
             index = next((i for i, s in enumerate(st.steps) if s.id == st.current_step), 0)
             title = st.progress.current_step or st.current_step
+            waiting = [c.run_id for c in st.children if c.status == RunStatus.running]
             workflow.set_current_details(
                 f"**{st.status.value}**: step {index + 1}/{len(st.plan)} `{st.current_step}`"
                 f" ({title}), {st.progress.percent}% done"
+                + (f"; waiting for {', '.join(waiting)}" if waiting else "")
             )
         else:
             workflow.set_current_details(f"**{st.status.value}**")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
+from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
 from api.runs_service import RunService
@@ -16,6 +17,7 @@ from api.schemas import (
     RetryRunRequest,
     RunPage,
     RunResult,
+    RunTree,
     StartRunRequest,
 )
 from workflows.models import Intervention, RunState
@@ -64,8 +66,16 @@ async def bulk_cancel(body: BulkCancelRequest, runs: Runs, who: Writer) -> dict[
 
 
 @router.get("/{run_id}")
-async def get_run(run_id: str, runs: Runs, _: Reader) -> RunState:
-    return await runs.get(run_id)
+async def get_run(
+    run_id: str,
+    runs: Runs,
+    _: Reader,
+    tree: bool = Query(False, description="Return the run and all its descendants as a tree"),
+) -> RunState | RunTree:
+    """The run's state; `children` lists the child runs it started, with their status."""
+    if tree:
+        return await runs.tree(run_id)
+    return await runs.get_with_children(run_id)
 
 
 @router.get("/{run_id}/result")
@@ -121,3 +131,26 @@ async def send_message(
         run_id, Intervention(mode=body.mode, message=body.message, sender=who.identity)
     )
     return {"run_id": run_id, "mode": body.mode, "accepted": True}
+
+
+# ---------------------------------------------------------------- child run ids
+# Child runs have ids with slashes (`<parent>/<step>[/<branch>]`), which `{run_id}` cannot
+# match. These routes take such ids; the converter refuses an id whose last segment is a
+# sub-resource name, so a later `/{run_id}/<word>` route is never shadowed by them.
+_SUB_RESOURCES = "result|cancel|retry|messages|events|stream|approvals|approve|tree|children"
+
+
+class ChildRunId(Convertor[str]):
+    regex = rf"[^/]+(?:/[^/]+)*/(?!(?:{_SUB_RESOURCES})$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("child_run_id", ChildRunId())
+router.add_api_route("/{run_id:child_run_id}/result", get_result, methods=["GET"])
+router.add_api_route("/{run_id:child_run_id}/cancel", cancel_run, methods=["POST"], status_code=202)
+router.add_api_route("/{run_id:child_run_id}", get_run, methods=["GET"])
