@@ -46,13 +46,13 @@ from workflows.models import (
     RunState,
     RunStatus,
     Trigger,
+    pending_bundle,
 )
 from workflows.templates import render_value
 
 if TYPE_CHECKING:
     from workflows.run_workflow import TaskRunWorkflow
 
-E_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _STEP_REF = re.compile(r"steps\s*(?:\.\s*|\[\s*[\"'])([A-Za-z_][A-Za-z0-9_-]*)")
 
@@ -249,7 +249,7 @@ class Children:
             limits=parent.limits,
             steps=branch.steps or [],
         )
-        root = self.wf.inp.bundle.root
+        root = self.wf.bundle.root
         bundled = BundledDefinition(definition=definition, version=root.version)
         text = json.dumps([s.model_dump(mode="json") for s in definition.steps])
         used = set(_STEP_REF.findall(text))
@@ -266,7 +266,7 @@ class Children:
         limit = self.wf.inp.config.max_subtask_depth
         if depth + 1 > limit:
             raise fail(
-                E_DEPTH,
+                contracts.E_SUBTASK_DEPTH,
                 f"cannot start {what}: this run is already at sub-task depth {depth} and the"
                 f" limit is max_subtask_depth={limit} (check for runaway nesting)",
                 step_id,
@@ -282,7 +282,7 @@ class Children:
     def _referenced_input(
         self, step_id: str, task: str, version: int | None, raw: dict[str, Any]
     ) -> RunInput:
-        bundle = self.wf.inp.bundle
+        bundle = self.wf.bundle
         ref = bundle.get(task)
         if ref is None:
             raise fail(
@@ -307,7 +307,7 @@ class Children:
 
     def _bundle_for(self, root: BundledDefinition) -> DefinitionBundle:
         """The child's bundle: its definition as root, everything else pinned as before."""
-        parent = self.wf.inp.bundle
+        parent = self.wf.bundle
         others = {parent.root.definition.id: parent.root, **parent.others}
         others.pop(root.definition.id, None)
         return DefinitionBundle(root=root, others=others)
@@ -341,7 +341,7 @@ class Children:
         spec.child = ChildRun(
             run_id=spec.run_id,
             step_id=step_id,
-            definition_id=spec.inp.bundle.root.definition.id,
+            definition_id=pending_bundle(spec.inp).root.definition.id,
             branch=None if spec.key is None else str(spec.key),
             status=RunStatus.queued,
         )
@@ -422,7 +422,7 @@ class Children:
 
     async def _start(self, spec: _Spec) -> workflow.ChildWorkflowHandle[Any, RunState]:
         meta = spec.inp.meta
-        root = spec.inp.bundle.root
+        root = pending_bundle(spec.inp).root
         attrs: list[SearchAttributePair[Any]] = [
             SearchAttributePair(contracts.SA_DEFINITION, root.definition.id),
             SearchAttributePair(contracts.SA_STATUS, RunStatus.queued.value),

@@ -262,6 +262,13 @@ class TaskRunWorkflow:
             return await self.approvals.run(step)
         raise fail(contracts.E_STEP_FAILED, f"unknown action {step.action!r}", step.id)
 
+    @property
+    def bundle(self) -> DefinitionBundle:
+        """The pinned bundle (an unpinned run resolves it before its first step)."""
+        if self.inp.bundle is None:
+            raise RuntimeError("the run's bundle is not resolved yet")
+        return self.inp.bundle
+
     def namespace(self) -> dict[str, Any]:
         st = self.tracker.state
         return {

@@ -63,7 +63,9 @@ def _check_steps(
     steps: Sequence[Step],
     known_tools: set[str] | None,
     prefix: str,
+    outer: frozenset[str] = frozenset(),
 ) -> list[Problem]:
+    """Check a step list; `outer` are step ids of an enclosing run whose outputs it may read."""
     out: list[Problem] = []
     ids = [s.id for s in steps]
     seen: set[str] = set()
@@ -75,7 +77,7 @@ def _check_steps(
         seen.add(s.id)
     for s in steps:
         out += _check_refs(s, set(ids), prefix)
-        out += _check_step(definition, s, set(ids), known_tools, prefix)
+        out += _check_step(definition, s, set(ids) | outer, known_tools, prefix)
     if not out:
         reach = graph.reachable(steps)
         for s in steps:
@@ -165,11 +167,16 @@ def _check_step(
     elif isinstance(s, SubTaskStep):
         tpl(s.input, "input")
     elif isinstance(s, ParallelStep):
+        names = [b.name for b in s.branches if b.name]
+        for dup in sorted({n for n in names if names.count(n) > 1}):
+            out.append(Problem(f"duplicate branch name '{dup}'", sid, "branches"))
         for i, b in enumerate(s.branches):
             tpl(b.input, f"branches[{i}].input")
             if b.steps:
                 inner = definition.model_copy(update={"steps": b.steps, "inputs": {}})
-                out += _check_steps(inner, b.steps, known_tools, prefix=f"{sid}/{i}/")
+                out += _check_steps(
+                    inner, b.steps, known_tools, f"{sid}/{i}/", outer=frozenset(ids)
+                )
     elif isinstance(s, ApprovalStep):
         if s.prompt:
             tpl(s.prompt, "prompt")
