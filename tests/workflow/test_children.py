@@ -30,7 +30,7 @@ from duratask.settings import Settings
 from tests.helpers import definition, make_worker, run_input, start
 from worker.main import activities_for, build_registry
 from workflows import contracts
-from workflows.children import E_DEPTH
+from workflows.contracts import E_SUBTASK_DEPTH as E_DEPTH
 from workflows.definition import TaskDefinition
 from workflows.models import CancelRequest, RunConfig, RunState
 from workflows.run_workflow import TaskRunWorkflow
