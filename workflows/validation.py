@@ -76,7 +76,7 @@ def _check_steps(
     for s in steps:
         out += _check_refs(s, set(ids), prefix)
         out += _check_step(definition, s, set(ids), known_tools, prefix)
-    if not out:
+    if not any(p.field == "id" for p in out):  # the graph needs unique ids
         reach = graph.reachable(steps)
         for s in steps:
             if s.id not in reach:
