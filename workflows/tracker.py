@@ -50,6 +50,7 @@ class RunTracker:
             parent_run_id=inp.meta.parent_run_id,
             retry_of=inp.meta.retry_of,
             retry_count=inp.meta.retry_count,
+            execution_count=inp.meta.retry_count + 1,
             created_at=inp.meta.created_at,
             scheduled_for=inp.meta.scheduled_for,
         )
@@ -61,10 +62,12 @@ class RunTracker:
         type: str,
         step_id: str | None = None,
         message: str | None = None,
+        *,
+        at: datetime | None = None,
         **data: Any,
     ) -> RunEvent:
         event = RunEvent(
-            type=type, time=workflow.now(), step_id=step_id, message=message, data=data
+            type=type, time=at or workflow.now(), step_id=step_id, message=message, data=data
         )
         events = self.state.events
         events.append(event)
@@ -83,6 +86,14 @@ class RunTracker:
         self._details()
 
     def started(self) -> None:
+        st = self.state
+        created = st.created_at or workflow.info().start_time
+        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+        if st.scheduled_for:
+            self.emit("run.scheduled", message="run scheduled", at=created,
+                      scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
+        queued = st.scheduled_for or created
+        self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
         self.state.started_at = workflow.now()
         self.emit("run.started", message="run started")
         self.set_status(RunStatus.running)
