@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import defs, runs
+from cli import client, defs, runs
 from cli.client import die
 from duratask.settings import get_settings
 
@@ -17,6 +17,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(defs.app, name="def")
+
+
+@app.callback()
+def _options(
+    url: str | None = typer.Option(
+        None, "--url", envvar="DURATASK_URL", help="gateway URL (default http://HOST:PORT)"
+    ),
+) -> None:
+    """duratask: durable AI-agent tasks on Temporal."""
+    if url:
+        client.GATEWAY_URL = url
+
+
 app.add_typer(runs.app, name="run")
 
 
