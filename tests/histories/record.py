@@ -11,12 +11,14 @@ replays means a workflow change broke determinism for runs already in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.client import WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -48,11 +50,36 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "inputs": {"ticket": {"type": "string", "required": True}},
         "input": {"ticket": "urgent: disk full"},
     },
+    "tool_failure": {
+        "steps": [
+            {"id": "route", "action": "conditional", "condition": "input.go", "then": "end",
+             "else": "close"},
+            {"id": "close", "action": "tool_call", "tool": "lookup", "args": {"fail": True}},
+        ],
+        "tools": ["lookup"],
+        "input": {"go": False},
+    },
+    "cancelled_mid_activity": {
+        "steps": [{"id": "work", "action": "tool_call", "tool": "lookup",
+                   "args": {"hang": True}}],
+        "tools": ["lookup"],
+        "input": {},
+        "cancel": True,
+    },
 }  # fmt: skip
+
+STARTED = asyncio.Event()
 
 
 @activity.defn(name=contracts.TOOL_ACTIVITY)
 async def lookup(req: ToolRequest) -> ToolResult:
+    if req.args.get("fail"):
+        return ToolResult(error="no such ticket")
+    if req.args.get("hang"):
+        STARTED.set()
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(0.2)
     return ToolResult(output={"q": req.args.get("q"), "hits": 1})
 
 
@@ -73,10 +100,15 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
         tq = f"record-{uuid.uuid4().hex[:8]}"
         spec = dict(spec)
         given = spec.pop("input")
+        cancel = spec.pop("cancel", False)
         defn = definition(spec.pop("steps"), id=name.replace("_", "-"), **spec)
         async with make_worker(env.client, tq, settings=settings, activities=acts):
             handle = await start(env.client, tq, run_input(defn, given), id=f"run-{name}")
-            await handle.result()
+            if cancel:
+                await asyncio.wait_for(STARTED.wait(), 30)
+                await handle.cancel()
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
         history = await handle.fetch_history()
     finally:
         await env.shutdown()

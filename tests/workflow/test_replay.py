@@ -36,3 +36,12 @@ def test_history_covers_every_step_kind_built_here() -> None:
     for marker in ("duratask.llm.complete", "duratask.tool.call", "duratask.notify",
                    "EVENT_TYPE_TIMER_STARTED"):  # fmt: skip
         assert marker in text
+
+
+def test_saved_histories_end_as_recorded() -> None:
+    """The failure and cancellation scenarios really ended that way when recorded."""
+    here = Path(__file__).parent.parent / "histories"
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED" in (here / "tool_failure.json").read_text()
+    cancelled = (here / "cancelled_mid_activity.json").read_text()
+    assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED" in cancelled
+    assert "EVENT_TYPE_ACTIVITY_TASK_CANCELED" in cancelled
