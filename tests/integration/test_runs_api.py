@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from temporalio.testing import WorkflowEnvironment
 
+from api.history import start_input
 from tests.stack import Stack, run_stack
 from worker.main import build_worker
 
@@ -314,6 +315,9 @@ async def test_critical_run_overtakes_queued_low_runs(
         await stack.put_definition(QUICK)
         lows = [(await stack.start("quick", priority="low"))["run_id"] for _ in range(4)]
         critical = (await stack.start("quick", priority="critical"))["run_id"]
+        queued = await state(stack, critical)  # no worker yet: rebuilt from history
+        assert queued["status"] == "queued" and queued["priority"] == "critical"
+        assert await sa_status(stack, critical) == "queued"
         async with build_worker(stack.client, stack.settings, task_queue):
             states = [(await stack.wait_result(rid, wait=60))["state"] for rid in [*lows, critical]]
     assert all(s["status"] == "completed" for s in states)
@@ -323,3 +327,31 @@ async def test_critical_run_overtakes_queued_low_runs(
     assert datetime.fromisoformat(crit["started_at"]) <= low_started
     assert datetime.fromisoformat(crit["completed_at"]) <= low_done
     assert crit["priority"] == "critical"
+
+
+async def test_run_gets_the_whole_bundle_and_failure_is_visible(stack: Stack) -> None:
+    leaf = {"id": "leaf", "steps": [{"id": "x", "action": "llm_call", "prompt": "leaf"}]}
+    await stack.put_definition(leaf)
+    root = {
+        "id": "root",
+        "steps": [
+            {"id": "bad", "action": "llm_call", "prompt": "{{ input.t.title }}"},
+            {"id": "child", "action": "sub_task", "task": "leaf"},
+        ],
+    }
+    await stack.put_definition(root)
+    rid = (await stack.start("root", input={"t": {}}))["run_id"]
+    handle = stack.client.get_workflow_handle(rid)
+    inp = await start_input(stack.client, handle)
+    assert inp.bundle.root.definition.id == "root" and inp.bundle.root.version == 1
+    assert set(inp.bundle.others) == {"leaf"} and inp.bundle.others["leaf"].version == 1
+    result = await stack.wait_result(rid)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "TEMPLATE_ERROR" and result["error"]["step_id"] == "bad"
+    assert "input.t.title" in result["error"]["message"]
+    st = await state(stack, rid)
+    assert st["status"] == "failed" and st["steps"][0]["status"] == "failed"
+    assert st["completed_at"] and st["steps"][1]["status"] == "pending"
+    assert await eventually(lambda: sa_status(stack, rid), lambda s: s == "failed") == "failed"
+    r = await stack.http.post(f"/v1/runs/{rid}/cancel", json={})
+    assert r.status_code == 409 and "failed" in r.json()["detail"]
