@@ -27,7 +27,14 @@ from activities.tools.registry import build_registry
 from duratask.settings import Settings
 from tests.helpers import definition, make_worker, run_input, start
 from workflows import contracts
-from workflows.models import CancelRequest, RunState, ToolRequest, ToolResult
+from workflows.models import (
+    CancelRequest,
+    Priority,
+    PriorityChange,
+    RunState,
+    ToolRequest,
+    ToolResult,
+)
 from workflows.run_workflow import TaskRunWorkflow
 
 ToolFn = Callable[[ToolRequest], Awaitable[ToolResult]]
@@ -468,3 +475,38 @@ async def _current_details(handle: WorkflowHandle[Any, Any]) -> str:
     """What the Temporal UI shows as the run's current details (built-in metadata query)."""
     meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     return str(meta.current_details)
+
+
+async def test_priority_change_applies_to_later_steps(ts_client: Client, task_queue: str) -> None:
+    gate = asyncio.Event()
+    seen: list[tuple[str, int | None, str | None]] = []
+
+    async def record(req: ToolRequest) -> ToolResult:
+        prio = activity.info().priority
+        seen.append((req.step_id, prio.priority_key, prio.fairness_key))
+        if req.step_id == "first":
+            while not gate.is_set():
+                activity.heartbeat()
+                await asyncio.sleep(0.1)
+        return ToolResult(output="ok")
+
+    tool = FakeTool(record)
+    defn = definition(
+        [
+            {"id": "first", "action": "tool_call", "tool": "t"},
+            {"id": "second", "action": "tool_call", "tool": "t"},
+        ],
+        tools=["t"],
+    )
+    inp = run_input(defn, priority="low", owner="agent-9")
+    async with worker(ts_client, task_queue, tool):
+        handle = await start(ts_client, task_queue, inp)
+        await asyncio.wait_for(tool.started.wait(), 30)
+        await handle.signal(
+            TaskRunWorkflow.set_priority, PriorityChange(priority=Priority.critical)
+        )
+        gate.set()
+        state: RunState = await handle.result()
+    assert seen == [("first", 5, "agent-9"), ("second", 1, "agent-9")]
+    assert state.priority == "critical"
+    assert any(e.type == "run.priority_changed" for e in state.events)
