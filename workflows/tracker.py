@@ -7,6 +7,7 @@ Temporal UI's current details, so every observer sees the same picture.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,12 @@ from workflows.models import (
 )
 
 EventSink = Callable[[RunEvent], None]
+
+# Step outputs kept in the state (the query answer and the run's result) stay within
+# this many bytes in all, far below Temporal's 2 MB payload limit; past it, a step's
+# output is kept as a preview marked truncated. Templates still see the full values.
+STATE_OUTPUT_BUDGET = 1_000_000
+PREVIEW_BYTES = 2_000
 
 
 class RunTracker:
@@ -55,6 +62,7 @@ class RunTracker:
             scheduled_for=inp.meta.scheduled_for,
         )
         self._step_durations: list[int] = []
+        self._output_bytes = 0
 
     # ------------------------------------------------------------ events
     def emit(
@@ -143,10 +151,23 @@ class RunTracker:
 
     def step_completed(self, step_id: str, output: Any, truncated: bool = False) -> None:
         s = self._end(step_id, StepStatus.completed)
-        s.output = output
-        s.truncated = truncated
+        s.output, cut = self._within_budget(output)
+        s.truncated = truncated or cut
         self.emit("step.completed", step_id, f"{s.label or step_id} completed", truncated=truncated)
         self._progress()
+
+    def _within_budget(self, output: Any) -> tuple[Any, bool]:
+        text = (
+            output if isinstance(output, str) else json.dumps(output, default=str, sort_keys=True)
+        )
+        size = len(text.encode())
+        if size <= PREVIEW_BYTES or self._output_bytes + size <= STATE_OUTPUT_BUDGET:
+            self._output_bytes += size
+            return output, False
+        preview = text.encode()[:PREVIEW_BYTES].decode(errors="ignore")
+        self._output_bytes += len(preview)
+        note = f"[truncated in the run state: {size} bytes; the run's outputs exceed {STATE_OUTPUT_BUDGET}]"
+        return f"{preview}\n{note}", True
 
     def step_failed(self, step_id: str, error: RunError) -> None:
         s = self._end(step_id, StepStatus.failed)

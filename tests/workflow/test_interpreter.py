@@ -510,3 +510,25 @@ async def test_priority_change_applies_to_later_steps(ts_client: Client, task_qu
     assert seen == [("first", 5, "agent-9"), ("second", 1, "agent-9")]
     assert state.priority == "critical"
     assert any(e.type == "run.priority_changed" for e in state.events)
+
+
+async def test_many_large_outputs_stay_under_the_payload_limit(
+    ts_client: Client, task_queue: str
+) -> None:
+    async def big(req: ToolRequest) -> ToolResult:
+        return ToolResult(output="y" * 250_000)
+
+    steps: list[dict[str, Any]] = [
+        {"id": f"s{i}", "action": "tool_call", "tool": "big"} for i in range(8)
+    ]
+    steps.append({"id": "last", "action": "notify", "message": "{{ steps.s7.output | len }}"})
+    defn = definition(steps, tools=["big"])
+    async with worker(ts_client, task_queue, FakeTool(big)):
+        handle = await start(ts_client, task_queue, run_input(defn))
+        state: RunState = await handle.result()
+    size = len(state.model_dump_json().encode())
+    assert size < 1_200_000
+    assert [state.step(f"s{i}").truncated for i in range(8)] == [False] * 4 + [True] * 4
+    assert "truncated in the run state: 250000 bytes" in state.step("s7").output
+    # later steps still saw the whole value
+    assert state.step("last").output["message"] == "250000"
