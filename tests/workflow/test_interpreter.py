@@ -116,6 +116,14 @@ async def test_llm_tool_notify_chain_with_state(ts_client: Client, task_queue: s
     assert types[-1] == "run.completed"
     assert types.count("step.started") == 3 and types.count("step.completed") == 3
     assert state.input == {"name": "Ada", "n": 2}
+    summaries = [
+        e.user_metadata.summary.data.decode()
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert any("use: tool lookup" in s for s in summaries)
+    assert any("tell: notify" in s for s in summaries)
+    assert any(s.startswith('"ask:') for s in summaries), summaries
 
 
 @pytest.mark.parametrize(("severity", "taken", "skipped"), [("high", "page", "log"),
