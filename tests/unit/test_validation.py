@@ -270,3 +270,20 @@ def test_every_action_is_accepted_by_the_schema() -> None:
         "wait",
         "notify",
     ]
+
+
+@pytest.mark.parametrize(
+    ("until", "problem"),
+    [
+        ("tomorrow", "not an ISO 8601 time"),
+        ("2030-01-01T09:00:00", "needs a time zone"),
+        ("2030-01-01T09:00:00Z", None),
+        ("{{ input.at }}", None),  # a template: checked when the step runs
+    ],
+)
+def test_wait_until_literal_is_checked(until: str, problem: str | None) -> None:
+    problems = validate(d([{"id": "w", "action": "wait", "until": until}]))
+    if problem is None:
+        assert problems == []
+    else:
+        assert problems[0].step_id == "w" and problem in problems[0].message
