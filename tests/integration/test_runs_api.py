@@ -355,3 +355,39 @@ async def test_run_gets_the_whole_bundle_and_failure_is_visible(stack: Stack) ->
     assert await eventually(lambda: sa_status(stack, rid), lambda s: s == "failed") == "failed"
     r = await stack.http.post(f"/v1/runs/{rid}/cancel", json={})
     assert r.status_code == 409 and "failed" in r.json()["detail"]
+
+
+async def test_cancel_through_the_gateway_stops_the_in_flight_tool(stack: Stack) -> None:
+    """A real `http_request` tool call to a server that never answers is cancelled."""
+    connected, closed = asyncio.Event(), asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        while await reader.read(1024):  # never answer; returns b"" once the client hangs up
+            pass
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        await stack.put_definition(
+            {
+                "id": "hang",
+                "tools": ["http_request"],
+                "steps": [
+                    {"id": "fetch", "action": "tool_call", "tool": "http_request",
+                     "args": {"url": f"http://127.0.0.1:{port}/slow", "timeout_s": 120},
+                     "retry": {"max_attempts": 1}},
+                ],
+            }
+        )  # fmt: skip
+        rid = (await stack.start("hang"))["run_id"]
+        await asyncio.wait_for(connected.wait(), 30)
+        r = await stack.http.post(f"/v1/runs/{rid}/cancel", json={"reason": "taking too long"})
+        assert r.status_code == 202
+        await asyncio.wait_for(closed.wait(), 30)  # the activity dropped its request
+        result = await stack.wait_result(rid, wait=30)
+    assert result["status"] == "cancelled"
+    st = result["state"]
+    assert st["steps"][0]["status"] == "cancelled" and st["cancel_reason"] == "taking too long"
