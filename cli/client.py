@@ -18,6 +18,8 @@ from duratask.settings import STATE_DIR, Settings, get_settings
 
 err = Console(stderr=True)
 DEV_TOKEN_FILE = STATE_DIR / "dev-token"
+# Set by the global `--url` option (or DURATASK_URL); else DURATASK_PUBLIC_URL/HOST/PORT.
+GATEWAY_URL: str | None = None
 
 
 def token(settings: Settings) -> str | None:
@@ -36,7 +38,7 @@ def die(message: str, code: int = 1) -> NoReturn:
 class Gateway:
     def __init__(self, settings: Settings | None = None, url: str | None = None) -> None:
         self.settings = settings or get_settings()
-        self.url = (url or self.settings.gateway_url()).rstrip("/")
+        self.url = (url or GATEWAY_URL or self.settings.gateway_url()).rstrip("/")
         headers = {}
         tok = token(self.settings)
         if tok:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals, defs, runs
+from cli import approvals, client, defs, runs
 from cli import schedules as schedules_cli
 from cli.client import die
 from duratask.settings import get_settings
@@ -18,6 +18,19 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(defs.app, name="def")
+
+
+@app.callback()
+def _options(
+    url: str | None = typer.Option(
+        None, "--url", envvar="DURATASK_URL", help="gateway URL (default http://HOST:PORT)"
+    ),
+) -> None:
+    """duratask: durable AI-agent tasks on Temporal."""
+    if url:
+        client.GATEWAY_URL = url
+
+
 app.add_typer(runs.app, name="run")
 runs.app.command("approve")(approvals.approve)
 runs.app.command("reject")(approvals.reject)

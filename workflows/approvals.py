@@ -136,7 +136,7 @@ class Approvals:
                 counted=p.votes[key]["decision"],
             )
             return
-        vote = {
+        vote: dict[str, Any] = {
             "approver": who,
             "decision": verdict,
             "comment": decision.comment,

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from workflows import contracts
@@ -395,6 +395,8 @@ class TaskRunWorkflow:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # ActivityError: map to the step's structured error
+            if is_cancelled_exception(e):  # the run was cancelled while the activity ran
+                raise asyncio.CancelledError(str(e)) from None
             raise StepFailure(from_exception(e, step.id)) from None
 
     def temporal_priority(self) -> Priority:

@@ -7,6 +7,7 @@ Temporal UI's current details, so every observer sees the same picture.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,12 @@ from workflows.models import (
 )
 
 EventSink = Callable[[RunEvent], None]
+
+# Step outputs kept in the state (the query answer and the run's result) stay within
+# this many bytes in all, far below Temporal's 2 MB payload limit; past it, a step's
+# output is kept as a preview marked truncated. Templates still see the full values.
+STATE_OUTPUT_BUDGET = 1_000_000
+PREVIEW_BYTES = 2_000
 
 
 class RunTracker:
@@ -51,10 +58,12 @@ class RunTracker:
             parent_run_id=inp.meta.parent_run_id,
             retry_of=inp.meta.retry_of,
             retry_count=inp.meta.retry_count,
+            execution_count=inp.meta.retry_count + 1,
             created_at=inp.meta.created_at,
             scheduled_for=inp.meta.scheduled_for,
         )
         self._step_durations: list[int] = []
+        self._output_bytes = 0
 
     # ------------------------------------------------------------ events
     def emit(
@@ -62,10 +71,12 @@ class RunTracker:
         type: str,
         step_id: str | None = None,
         message: str | None = None,
+        *,
+        at: datetime | None = None,
         **data: Any,
     ) -> RunEvent:
         event = RunEvent(
-            type=type, time=workflow.now(), step_id=step_id, message=message, data=data
+            type=type, time=at or workflow.now(), step_id=step_id, message=message, data=data
         )
         events = self.state.events
         events.append(event)
@@ -84,6 +95,14 @@ class RunTracker:
         self._details()
 
     def started(self) -> None:
+        st = self.state
+        created = st.created_at or workflow.info().start_time
+        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+        if st.scheduled_for:
+            self.emit("run.scheduled", message="run scheduled", at=created,
+                      scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
+        queued = st.scheduled_for or created
+        self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
         self.state.started_at = workflow.now()
         self.emit("run.started", message="run started")
         self.set_status(RunStatus.running)
@@ -133,10 +152,23 @@ class RunTracker:
 
     def step_completed(self, step_id: str, output: Any, truncated: bool = False) -> None:
         s = self._end(step_id, StepStatus.completed)
-        s.output = output
-        s.truncated = truncated
+        s.output, cut = self._within_budget(output)
+        s.truncated = truncated or cut
         self.emit("step.completed", step_id, f"{s.label or step_id} completed", truncated=truncated)
         self._progress()
+
+    def _within_budget(self, output: Any) -> tuple[Any, bool]:
+        text = (
+            output if isinstance(output, str) else json.dumps(output, default=str, sort_keys=True)
+        )
+        size = len(text.encode())
+        if size <= PREVIEW_BYTES or self._output_bytes + size <= STATE_OUTPUT_BUDGET:
+            self._output_bytes += size
+            return output, False
+        preview = text.encode()[:PREVIEW_BYTES].decode(errors="ignore")
+        self._output_bytes += len(preview)
+        note = f"[truncated in the run state: {size} bytes; the run's outputs exceed {STATE_OUTPUT_BUDGET}]"
+        return f"{preview}\n{note}", True
 
     def step_failed(self, step_id: str, error: RunError) -> None:
         s = self._end(step_id, StepStatus.failed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from workflows import graph
 from workflows.definition import (
@@ -78,7 +79,7 @@ def _check_steps(
     for s in steps:
         out += _check_refs(s, set(ids), prefix)
         out += _check_step(definition, s, set(ids) | outer, known_tools, prefix)
-    if not out:
+    if not any(p.field == "id" for p in out):  # the graph needs unique ids
         reach = graph.reachable(steps)
         for s in steps:
             if s.id not in reach:
@@ -191,9 +192,21 @@ def _check_step(
     elif isinstance(s, WaitStep):
         if s.until:
             tpl(s.until, "until")
+            if "{{" not in s.until:
+                out += _check_until(s.until, sid)
     elif isinstance(s, NotifyStep):
         tpl(s.message, "message")
     return out
+
+
+def _check_until(until: str, sid: str) -> list[Problem]:
+    try:
+        at = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        return [Problem(f"'until' is not an ISO 8601 time: {until!r}", sid, "until")]
+    if at.tzinfo is None:
+        return [Problem(f"'until' needs a time zone (e.g. 'Z'): {until!r}", sid, "until")]
+    return []
 
 
 def _check_tools(definition: TaskDefinition, known_tools: set[str] | None) -> list[Problem]:
