@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.llm.activity import LlmActivities
+from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
@@ -31,7 +32,10 @@ log = get_logger(__name__)
 def activities_for(
     settings: Settings, registry: ToolRegistry, services: dict[str, Any] | None = None
 ) -> list[Any]:
-    llm = LlmActivities(settings, registry)
+    deltas = (
+        delta_sink_factory(settings.llm_delta_interval_ms) if settings.stream_llm_deltas else None
+    )
+    llm = LlmActivities(settings, registry, delta_sink_factory=deltas)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
     return [llm.complete, tools.call, notify.notify]

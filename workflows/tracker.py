@@ -172,6 +172,7 @@ class RunTracker:
             avg = sum(self._step_durations) / len(self._step_durations)
             p.estimated_time_remaining_ms = int(avg * max(0, total - done))
         self.emit("progress", self.state.current_step, None, percent=p.percent)
+        self._details()  # keep the Web UI's current details at the new percentage
 
     def _details(self) -> None:
         st = self.state
