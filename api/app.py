@@ -18,7 +18,7 @@ from activities.store.definitions import DefinitionStore
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
-from api.routers import definitions, health, runs
+from api.routers import definitions, events, health, runs
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
 from worker.client import connect
@@ -45,6 +45,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        hub = getattr(app.state, "stream_hub", None)
+        if hub is not None:
+            await hub.close()
         await engine.dispose()
 
 
@@ -63,4 +66,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(definitions.router)
     app.include_router(runs.router)
+    app.include_router(events.router)
     return app
