@@ -154,24 +154,14 @@ async def test_all_event_types_of_a_run_with_tools(stack: Stack) -> None:
 
 
 async def test_failed_run_and_retried_model_call_are_marked(stack: Stack) -> None:
-    await stack.put_definition(
-        {
-            "id": "flaky",
-            "model": {
-                "provider": "scripted",
-                "name": "script",
-                "script": [{"error": {"message": "upstream 503", "status": 503}}],
-            },
-            "steps": [
-                {
-                    "id": "ask",
-                    "action": "llm_call",
-                    "prompt": "hi",
-                    "retry": {"max_attempts": 2, "initial_interval": "100ms"},
-                }
-            ],
-        }  # fmt: skip
-    )
+    flaky = {
+        "id": "flaky",
+        "model": {"provider": "scripted", "name": "script",
+                  "script": [{"error": {"message": "upstream 503", "status": 503}}]},
+        "steps": [{"id": "ask", "action": "llm_call", "prompt": "hi",
+                   "retry": {"max_attempts": 2, "initial_interval": "100ms"}}],
+    }  # fmt: skip
+    await stack.put_definition(flaky)
     run = await stack.start("flaky")
     events = await asyncio.wait_for(collect(stack.http, run["run_id"]), 60)
     types = [e["type"] for e in events]
