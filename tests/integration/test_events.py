@@ -54,12 +54,9 @@ SLOW = {
         "name": "script",
         "script": [{"delay": 0.4, "text": "one two three four five"}],
     },
-    "steps": [
-        {"id": f"s{i}", "action": "llm_call", "prompt": f"step {i}",
-         "model": {"script": [{"delay": 0.4, "text": f"reply {i} words here"}]}}
-        for i in range(4)
-    ],
-}  # fmt: skip
+    # each step is its own conversation, so each plays the script's first reply
+    "steps": [{"id": f"s{i}", "action": "llm_call", "prompt": f"step {i}"} for i in range(4)],
+}
 
 
 async def sse_events(
