@@ -57,3 +57,76 @@ async def test_start_follow_exits_non_zero_when_the_run_fails(stack: Stack, tmp_
 async def test_watch_unknown_run(stack: Stack, tmp_path: Path) -> None:
     code, _, err = await duratask(stack, tmp_path, "run", "watch", "run-nope", "--plain")
     assert code == 2 and "not found" in err
+
+
+class DroppingProxy:
+    """A TCP proxy in front of the gateway that can cut every open connection at once."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.writers: list[asyncio.StreamWriter] = []
+        self.bytes_down = 0
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self.writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, down: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if down:
+                        self.bytes_down += len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
+
+    def drop_all(self) -> None:
+        for w in self.writers:
+            w.transport.abort()
+        self.writers.clear()
+
+    async def close(self) -> None:
+        self.drop_all()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_watch_reconnects_after_a_dropped_connection(stack: Stack, tmp_path: Path) -> None:
+    slow = {**SLOW, "id": "slower"}
+    slow["model"] = {**SLOW["model"], "script": [{"delay": 0.8, "text": "one two three"}]}
+    await stack.put_definition(slow)
+    run = await stack.start("slower")
+    run_id = run["run_id"]
+    proxy = DroppingProxy(int(stack.url.rsplit(":", 1)[1]))
+    port = await proxy.start()
+    via_proxy = Stack(f"http://127.0.0.1:{port}", stack.http, stack.client, stack.settings, "")
+    watcher = asyncio.create_task(duratask(via_proxy, tmp_path, "run", "watch", run_id))
+    for _ in range(300):  # wait until events are flowing through the proxy, then cut it
+        if proxy.bytes_down > 1500:
+            break
+        await asyncio.sleep(0.02)
+    proxy.drop_all()
+    code, out, err = await watcher
+    await proxy.close()
+    assert code == 0, err
+    assert "reconnecting" in err
+    printed = [" ".join(line.split()[1:3]) for line in out.splitlines() if line[:2].isdigit()]
+    r = await stack.http.get(
+        f"/v1/runs/{run_id}/events", headers={"Accept": "application/json"}, params={"limit": 5000}
+    )
+    expected = [
+        " ".join(filter(None, [e["type"], e["step_id"]]))
+        for e in r.json()["events"]
+        if e["type"] != "llm.delta"
+    ]
+    assert printed == expected  # every event once, in order: no gap, no duplicate
