@@ -43,7 +43,6 @@ from workflows.models import RunState, StreamEvent
 log = get_logger(__name__)
 
 POLL = "__temporal_workflow_stream_poll"  # the stream's poll query (same name as the update)
-QUERY_TIMEOUT = timedelta(seconds=10)
 
 StateLoader = Callable[[str], Any]  # run_id -> awaitable RunState
 
@@ -72,17 +71,20 @@ def events_from_state(state: RunState) -> list[StreamEvent]:
     ]
 
 
-async def query_events(client: Client, run_id: str, after: int) -> tuple[list[StreamEvent], bool]:
+async def query_events(
+    client: Client, run_id: str, after: int, timeout: float = 5.0
+) -> tuple[list[StreamEvent], bool]:
     """Retained events after `after` via the poll query: immediate, no history written.
 
     Returns the events and whether more are ready (the answer is capped near 1 MB).
+    A query needs a worker; `timeout` bounds the wait when none is there.
     """
     handle = client.get_workflow_handle(run_id)
     result: PollResult = await handle.query(
         POLL,
         PollInput(topics=[TOPIC], from_offset=after + 1),
         result_type=PollResult,
-        rpc_timeout=QUERY_TIMEOUT,
+        rpc_timeout=timedelta(seconds=timeout),
     )
     converter = client.data_converter.payload_converter
     events = []
@@ -124,6 +126,9 @@ class RunFeed:
         stream = WorkflowStreamClient.create(self.hub.client, self.run_id)
         cooldown = timedelta(milliseconds=settings.events_poll_cooldown_ms)
         try:
+            if await is_closed(self.hub.client, self.run_id):
+                await self._drain_closed()  # queries only: bounded when no worker answers
+                return
             async for item in stream.subscribe(
                 [TOPIC], from_offset=self.next_offset, poll_cooldown=cooldown
             ):
@@ -139,6 +144,17 @@ class RunFeed:
             self.done = True
             self._wake()
             self.hub._ended(self)
+
+    async def _drain_closed(self) -> None:
+        timeout = self.hub.settings.events_query_timeout_s
+        while True:
+            events, more = await query_events(
+                self.hub.client, self.run_id, self.next_offset - 1, timeout
+            )
+            for event in events:
+                self._append(event)
+            if not more or not events:
+                return
 
     def _append(self, event: StreamEvent) -> None:
         self.ring.append(event)
@@ -186,7 +202,12 @@ class RunFeed:
             if cursor < self.floor:  # older than the ring: read it from the stream itself
                 if live:
                     raise FellBehind(f"client fell more than {max_lag} events behind")
-                events, _ = await query_events(self.hub.client, self.run_id, cursor - 1)
+                events, _ = await query_events(
+                    self.hub.client,
+                    self.run_id,
+                    cursor - 1,
+                    self.hub.settings.events_query_timeout_s,
+                )
                 events = [e for e in events if cursor <= e.offset < self.floor]
                 for e in events:
                     yield e

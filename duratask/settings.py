@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     events_max_lag: int = 2000  # events a slow SSE client may trail before it is dropped
     events_poll_cooldown_ms: int = 50  # pause between the shared subscription's polls
     events_idle_linger_s: float = 2.0  # keep a run's subscription this long after its last client
+    events_query_timeout_s: float = 5.0  # reading a stream by query needs a worker: bound it
 
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000

@@ -112,7 +112,7 @@ async def run_events(
     start = resume_point(after, last_event_id)
     wanted = TypeFilter(types)
     if wants_json(accept):
-        return await json_page(runs, run_id, start, wanted, limit)
+        return await json_page(runs, run_id, start, wanted, limit, settings.events_query_timeout_s)
     hub = get_hub(request, runs_client, store)
     return StreamingResponse(
         stream(hub, run_id, start, wanted, settings.events_keepalive_s),
@@ -166,12 +166,12 @@ async def stream(
 
 
 async def json_page(
-    runs: RunService, run_id: str, after: int, wanted: TypeFilter, limit: int
+    runs: RunService, run_id: str, after: int, wanted: TypeFilter, limit: int, timeout: float
 ) -> dict[str, Any]:
     client: Client = runs.client
     source = "stream"
     try:
-        events, more = await query_events(client, run_id, after)
+        events, more = await query_events(client, run_id, after, timeout)
     except (RPCError, Exception) as e:
         if not await is_closed(client, run_id):
             raise ApiError(503, f"the run's event stream cannot be read now: {e}") from None

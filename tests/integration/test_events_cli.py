@@ -7,9 +7,11 @@ run it; stdout is a pipe, so it picks the non-interactive one-line-per-event out
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.integration.test_events import SLOW
 from tests.stack import Stack
@@ -102,8 +104,9 @@ class DroppingProxy:
 
 
 async def test_watch_reconnects_after_a_dropped_connection(stack: Stack, tmp_path: Path) -> None:
-    slow = {**SLOW, "id": "slower"}
-    slow["model"] = {**SLOW["model"], "script": [{"delay": 0.8, "text": "one two three"}]}
+    slow: dict[str, Any] = json.loads(json.dumps(SLOW))
+    slow["id"] = "slower"
+    slow["model"]["script"] = [{"delay": 0.8, "text": "one two three"}]
     await stack.put_definition(slow)
     run = await stack.start("slower")
     run_id = run["run_id"]
