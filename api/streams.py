@@ -114,6 +114,8 @@ class RunFeed:
         self.error: BaseException | None = None
         self.fallback: list[StreamEvent] | None = None
         self.clients = 0
+        self._parked: dict[int, int] = {}  # readers waiting for news -> their cursor
+        self._readers = 0
         self.received = 0
         self.started_at = time.time()
         self._changed = asyncio.Event()
@@ -163,10 +165,14 @@ class RunFeed:
         self.received += 1
         cap = self.hub.settings.events_max_lag
         if len(self.ring) > cap + cap // 2:  # trim in chunks, not on every event
-            drop = len(self.ring) - cap
-            del self.ring[:drop]
-            del self._offsets[:drop]
-            self.floor = self._offsets[0]
+            keep_from = self._offsets[len(self.ring) - cap]
+            if self._parked:  # never past a reader that is only waiting for its turn
+                keep_from = min(keep_from, *self._parked.values())
+            drop = bisect.bisect_left(self._offsets, keep_from)
+            if drop:
+                del self.ring[:drop]
+                del self._offsets[:drop]
+                self.floor = self._offsets[0]
         self._wake()
 
     def _wake(self) -> None:
@@ -189,10 +195,17 @@ class RunFeed:
 
     # ------------------------------------------------------------ one client
     async def follow(self, after: int) -> AsyncIterator[StreamEvent]:
-        """Every event after `after`, in order, then stop after the terminal event."""
+        """Every event after `after`, in order, then stop after the terminal event.
+
+        A reader that has caught up once is "live". While it waits for news it is parked
+        and the ring keeps everything after its cursor; while its consumer is busy, the
+        ring moves on without it, and if its cursor falls off the ring it is dropped.
+        """
         cursor = after + 1
         live = False
         max_lag = self.hub.settings.events_max_lag
+        self._readers += 1
+        reader = self._readers
         while True:
             if self.fallback is not None:
                 for e in self.fallback:
@@ -221,8 +234,6 @@ class RunFeed:
             i = bisect.bisect_left(self._offsets, cursor)
             batch = self.ring[i:]
             if batch:
-                if live and self.next_offset - cursor > max_lag:
-                    raise FellBehind(f"client fell more than {max_lag} events behind")
                 for e in batch:
                     yield e
                     cursor = e.offset + 1
@@ -234,7 +245,11 @@ class RunFeed:
                 if self.error is not None:
                     raise self.error
                 return
-            await changed.wait()
+            self._parked[reader] = cursor
+            try:
+                await changed.wait()
+            finally:
+                self._parked.pop(reader, None)
 
     # ------------------------------------------------------------ clients coming and going
     def attach(self) -> None:
