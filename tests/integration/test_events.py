@@ -276,3 +276,32 @@ async def test_keepalive_comments_while_idle(
         body = "".join(chunks)
         assert body.count(": keep-alive") >= 3
         assert body.rstrip().endswith("}") and "event: run.completed" in body
+
+
+async def test_gateway_shutdown_ends_open_streams(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """A watcher must not hold a gateway open: shutdown ends its stream (it reconnects)."""
+    async with httpx.AsyncClient(timeout=60) as browser:
+        bodies: list[str] = []
+
+        async def watch(url: str, run_id: str) -> None:
+            async with browser.stream("GET", f"{url}/v1/runs/{run_id}/events") as resp:
+                bodies.append("".join([c async for c in resp.aiter_text()]))
+
+        async def stack_life() -> asyncio.Task[None]:
+            async with run_stack(dev_env, task_queue, tmp_path) as stack:
+                await stack.put_definition(
+                    {"id": "idle", "steps": [{"id": "nap", "action": "wait", "duration": "1h"}]}
+                )
+                run = await stack.start("idle")
+                task = asyncio.create_task(watch(stack.url, run["run_id"]))
+                for _ in range(200):
+                    if (await stack.http.get("/v1/streams")).json()["active_subscriptions"]:
+                        break
+                    await asyncio.sleep(0.05)
+            return task
+
+        task = await asyncio.wait_for(stack_life(), 30)
+        await asyncio.wait_for(task, 10)
+    assert "event: step.started" in bodies[0] and "run.completed" not in bodies[0]
