@@ -305,3 +305,94 @@ async def test_gateway_shutdown_ends_open_streams(
         task = await asyncio.wait_for(stack_life(), 30)
         await asyncio.wait_for(task, 10)
     assert "event: step.started" in bodies[0] and "run.completed" not in bodies[0]
+
+
+class FlakyStreamer:
+    """A model that streams half an answer and fails on its first attempt, then succeeds."""
+
+    name = "flaky-stream"
+
+    async def complete(self, req: Any, tools: Any, on_delta: Any = None) -> Any:
+        from temporalio import activity
+
+        from activities.llm.base import ProviderError
+        from workflows.models import LlmResponse
+
+        first = activity.info().attempt == 1
+        words = ["partial ", "answer ", "that "] if first else ["the ", "final ", "answer"]
+        for w in words:
+            await on_delta(w)
+            await asyncio.sleep(0.05)
+        if first:
+            raise ProviderError("connection reset mid-stream", status=502)
+        return LlmResponse(text="".join(words), finish_reason="stop")
+
+
+async def test_retried_model_call_marks_its_partial_text_for_discarding(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from activities.llm import activity as llm_activity
+    from cli.watch import RunView
+
+    monkeypatch.setitem(llm_activity.PROVIDERS, "flaky-stream", lambda _s: FlakyStreamer())
+    await stack.put_definition(
+        {
+            "id": "flaky-stream",
+            "model": {"provider": "flaky-stream", "name": "x"},
+            "steps": [
+                {
+                    "id": "ask",
+                    "action": "llm_call",
+                    "prompt": "hi",
+                    "retry": {"max_attempts": 3, "initial_interval": "100ms"},
+                },
+            ],
+        }
+    )
+    run = await stack.start("flaky-stream")
+    events = await asyncio.wait_for(collect(stack.http, run["run_id"]), 60)
+    kinds = [(e["type"], e["data"].get("attempt")) for e in events if e["type"].startswith("llm.")]
+    assert kinds[0] == ("llm.delta", 1)
+    retry_at = kinds.index(("llm.retry", 2))
+    assert all(k == ("llm.delta", 2) for k in kinds[retry_at + 1 : -1])
+    assert kinds[-1][0] == "llm.completed"
+    first_text = "".join(e["data"]["text"] for e in events
+                         if e["type"] == "llm.delta" and e["data"]["attempt"] == 1)  # fmt: skip
+    assert first_text == "partial answer that "
+    # a consumer that honours the marker shows only the final attempt's text
+    state = (await stack.http.get(f"/v1/runs/{run['run_id']}")).json()
+    view = RunView.from_state(state)
+    shown = ""
+    for e in events:
+        view.apply(e)
+        if e["type"] == "llm.completed":
+            shown = view.text
+    assert shown == "the final answer"
+    assert view.status == "completed" and view.percent == 100
+    console = Console(file=StringIO(), width=100)
+    console.print(view.render())
+    assert "☑" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+async def test_cancelled_run_ends_the_stream(stack: Stack) -> None:
+    await stack.put_definition(
+        {"id": "long", "steps": [{"id": "nap", "action": "wait", "duration": "1h"}]}
+    )
+    run = await stack.start("long")
+    run_id = run["run_id"]
+    events: list[dict[str, Any]] = []
+
+    async def follow() -> None:
+        async for _, kind, data in sse_events(stack.http, run_id):
+            events.append(data)
+            if kind == "step.started":
+                r = await stack.http.post(f"/v1/runs/{run_id}/cancel", json={"reason": "enough"})
+                assert r.status_code == 202, r.text
+
+    await asyncio.wait_for(follow(), 60)
+    assert events[-1]["type"] == "run.cancelled" and events[-1]["message"] == "enough"
+    assert_contiguous(events)
