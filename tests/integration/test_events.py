@@ -184,6 +184,9 @@ async def test_last_event_id_resume_after_forced_disconnect(stack: Stack) -> Non
         collect(stack.http, run_id, headers={"Last-Event-ID": str(last_id)}), 60
     )
     assert rest[0]["offset"] == last_id + 1
+    # the reconnect reused the run's one subscription (it lingers briefly after a drop)
+    stats = (await stack.http.get("/v1/streams")).json()
+    assert stats["subscriptions_started"] == 1, stats
     joined = first + rest
     assert_contiguous(joined)
     assert joined[-1]["type"] == "run.completed"
