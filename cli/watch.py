@@ -94,6 +94,8 @@ class RunView:
                 self.step(sid).note = ev.get("message") or ""
         elif kind == "llm.retry":
             self.text, self.attempt = "", int(data.get("attempt", self.attempt + 1))
+        elif kind == "llm.steered":  # the call was cut short and restarts with the message
+            self.text, self.attempt = "", 1
         elif kind == "llm.delta":
             if int(data.get("attempt", 1)) > self.attempt:  # a retry's text replaces the old
                 self.text, self.attempt = "", int(data["attempt"])
