@@ -77,7 +77,12 @@ def gateway(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port)
+    from duratask.serving import GatewayServer
+
+    config = uvicorn.Config(
+        create_app(settings), host=host or settings.host, port=port or settings.port
+    )
+    GatewayServer(config).run()  # ends live event streams on shutdown
 
 
 def main() -> None:

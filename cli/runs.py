@@ -87,6 +87,8 @@ def start(
     start_at: str | None = typer.Option(None, "--start-at", help="ISO 8601 time"),
     wait: bool = typer.Option(False, "--wait", "-w", help="wait for the result"),
     timeout: float = typer.Option(300, "--timeout", help="seconds to wait"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="watch the run live until it ends"),
+    plain: bool = typer.Option(False, "--plain", help="with --follow: one line per event"),
 ) -> None:
     """Start a run of a definition."""
     body: dict[str, Any] = {
@@ -103,6 +105,8 @@ def start(
     state = gw.post("/v1/runs", json=body)
     run_id = state["run_id"]
     out.print(f"started [bold]{run_id}[/bold] ({state['status']})", highlight=False)
+    if follow:
+        _follow(run_id, plain, gw)
     if not wait:
         out.print(f"Temporal UI: {state['temporal_ui_url']}")
         return
@@ -112,6 +116,22 @@ def start(
     if res["status"] != "completed":
         print_state(res["state"])
     finish(res["state"])
+
+
+def _follow(run_id: str, plain: bool, gw: Gateway | None = None) -> None:
+    from cli.watch import watch as watch_run
+
+    final = watch_run(run_id, plain=True if plain else None, gw=gw)
+    raise typer.Exit(EXIT_CODES.get(final, 1))
+
+
+@app.command("watch")
+def watch(
+    run_id: str,
+    plain: bool = typer.Option(False, "--plain", help="one line per event (default off a TTY)"),
+) -> None:
+    """Follow a run live: steps, streamed model text, progress, approvals; exits with its outcome."""
+    _follow(run_id, plain)
 
 
 @app.command("show")

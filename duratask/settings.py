@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     max_subtask_depth: int = 8
     shutdown_grace_s: float = 10.0
 
+    # Live run events (docs/events.md)
+    stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events
+    llm_delta_interval_ms: int = 200  # one publish signal per interval, not per token
+    events_keepalive_s: float = 15.0  # SSE keep-alive comment when idle
+    events_max_lag: int = 2000  # events a slow SSE client may trail before it is dropped
+    events_poll_cooldown_ms: int = 50  # pause between the shared subscription's polls
+    events_idle_linger_s: float = 2.0  # keep a run's subscription this long after its last client
+    events_query_timeout_s: float = 5.0  # reading a stream by query needs a worker: bound it
+
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000
 

@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.llm.activity import LlmActivities
+from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.schedules.service import ScheduleService
 from activities.store.activity import StoreActivities
@@ -40,7 +41,10 @@ def activities_for(
     services: dict[str, Any] | None = None,
     store: DefinitionStore | None = None,
 ) -> list[Any]:
-    llm = LlmActivities(settings, registry)
+    deltas = (
+        delta_sink_factory(settings.llm_delta_interval_ms) if settings.stream_llm_deltas else None
+    )
+    llm = LlmActivities(settings, registry, delta_sink_factory=deltas)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
     found = [llm.complete, tools.call, notify.notify]

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from workflows.definition import ModelSpec, TaskDefinition
 
@@ -123,6 +124,8 @@ class RunInput(_Model):
     config: RunConfig = Field(default_factory=RunConfig)
     # inline `parallel` branches: the parent's step outputs their templates refer to
     parent_outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The event stream carried across continue-as-new (None on a fresh start).
+    stream_state: WorkflowStreamState | None = None
 
 
 class ResolveBundleRequest(_Model):
@@ -169,6 +172,18 @@ class RunError(_Model):
 class RunEvent(_Model):
     type: str
     time: datetime
+    step_id: str | None = None
+    message: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class StreamEvent(_Model):
+    """One item of a run's live event stream, as the gateway serves it (SSE id = offset)."""
+
+    offset: int
+    type: str
+    time: datetime
+    run_id: str
     step_id: str | None = None
     message: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)

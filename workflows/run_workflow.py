@@ -15,6 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
+from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.durations import parse_duration
     from workflows.errors import StepFailure, fail, from_exception
+    from workflows.events import StreamPublisher
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
@@ -76,6 +78,10 @@ class TaskRunWorkflow:
         self.inp = inp
         self.definition: TaskDefinition = pending_bundle(inp).root.definition
         self.tracker = RunTracker(workflow.info().workflow_id, inp)
+        # The run's live event stream (docs/events.md); carried across continue-as-new.
+        self.stream = WorkflowStream(inp.stream_state)
+        self.events = StreamPublisher(self.stream, self.tracker.state.run_id)
+        self.tracker.sinks.append(self.events)
         self.priority = inp.meta.priority
         self.outputs: dict[str, dict[str, Any]] = {}
         self.executions: dict[str, int] = {}
@@ -117,7 +123,7 @@ class TaskRunWorkflow:
         if inp.bundle is None:
             inp = await self._resolve_bundle(inp)
         t = self.tracker
-        t.started()
+        t.started(fresh=inp.stream_state is None)
         timeout = self.definition.limits.timeout
         try:
             try:

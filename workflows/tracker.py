@@ -94,15 +94,17 @@ class RunTracker:
         workflow.upsert_search_attributes([contracts.SA_STATUS.value_set(status.value)])
         self._details()
 
-    def started(self) -> None:
+    def started(self, fresh: bool = True) -> None:
+        """The run began; `fresh` is False when it goes on after a continue-as-new."""
         st = self.state
-        created = st.created_at or workflow.info().start_time
-        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
-        if st.scheduled_for:
-            self.emit("run.scheduled", message="run scheduled", at=created,
-                      scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
-        queued = st.scheduled_for or created
-        self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
+        if fresh:
+            created = st.created_at or workflow.info().start_time
+            self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+            if st.scheduled_for:
+                self.emit("run.scheduled", message="run scheduled", at=created,
+                          scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
+            queued = st.scheduled_for or created
+            self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
         self.state.started_at = workflow.now()
         self.emit("run.started", message="run started")
         self.set_status(RunStatus.running)
@@ -205,6 +207,7 @@ class RunTracker:
             avg = sum(self._step_durations) / len(self._step_durations)
             p.estimated_time_remaining_ms = int(avg * max(0, total - done))
         self.emit("progress", self.state.current_step, None, percent=p.percent)
+        self._details()  # keep the Web UI's current details at the new percentage
 
     def refresh_details(self) -> None:
         self._details()

@@ -102,6 +102,10 @@ class LlmActivities:
                 response = await provider.complete(req, tools, on_delta)
         except ProviderError as e:
             raise _to_application_error(e, provider_name) from None
+        finally:
+            close = getattr(on_delta, "aclose", None)  # a streaming sink flushes before we answer
+            if close is not None:
+                await close()
         if response.text:
             response.text, response.truncated = truncate_text(response.text, req.max_output_bytes)
         response.usage.cost_usd = self.prices.cost(provider_name, req.model.name, response.usage)

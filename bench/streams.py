@@ -1,0 +1,230 @@
+"""Live-events benchmark: `python -m bench.streams [--tokens N] [--rate R] [--clients 1,200]`.
+
+Measures, on a dev server with a real worker and gateway in this process:
+
+- SSE delivery lag of `llm.delta` events (the model produced a fragment -> an SSE
+  client received it), p50/p99, with 1 and with 200 clients on one run. An event's
+  `time` is when its first fragment reached the publisher, so the lag includes the
+  200 ms coalescing window, the publish signal, the gateway's shared poll and the
+  fan-out to every client.
+- History events added per 1,000 streamed tokens: a streamed run (one SSE client
+  attached) minus the same run with token streaming off and nobody watching.
+- The raw baseline, measured in the same process: the SDK's Workflow Streams used
+  directly (one item per token, 200 ms batches, one subscriber), its lag and its
+  history cost against the same workflow not streaming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.workflow_streams import WorkflowStreamClient
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.llm import activity as llm_activity
+from activities.llm.base import DeltaSink
+from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
+from tests.conftest import DEV_SERVER_ARGS
+from tests.stack import Stack, run_stack
+from workflows.contracts import SEARCH_ATTRIBUTES
+from workflows.models import LlmRequest, LlmResponse, Usage
+
+TOKEN_TIMES: dict[tuple[str, int], float] = {}  # (run_id, token index) -> when written
+
+
+class PacedProvider:
+    """A model that writes `tokens` words at `per_s` words a second, after a pause."""
+
+    name = "bench"
+
+    async def complete(
+        self, req: LlmRequest, tools: list[dict[str, Any]], on_delta: DeltaSink | None = None
+    ) -> LlmResponse:
+        opts = req.model.options
+        tokens, per_s = int(opts["tokens"]), float(opts["per_s"])
+        await asyncio.sleep(float(opts.get("start_delay_s", 1.0)))
+        words = []
+        for i in range(tokens):
+            word = f"tok{i} "
+            words.append(word)
+            TOKEN_TIMES[(req.run_id, i)] = time.time()
+            if on_delta is not None:
+                result = on_delta(word)
+                if result is not None:
+                    await result
+            await asyncio.sleep(1 / per_s)
+        return LlmResponse(
+            text="".join(words), usage=Usage(output_tokens=tokens), finish_reason="stop"
+        )
+
+
+def definition(tokens: int, per_s: float) -> dict[str, Any]:
+    return {
+        "id": "bench-stream",
+        "model": {"provider": "bench", "name": "paced",
+                  "options": {"tokens": tokens, "per_s": per_s, "start_delay_s": 1.5}},
+        "steps": [{"id": "write", "action": "llm_call", "prompt": "write"}],
+    }  # fmt: skip
+
+
+def pct(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def history_counts(client: Client, workflow_id: str) -> dict[str, int]:
+    counts = {"total": 0, "signals": 0, "updates": 0}
+    async for ev in client.get_workflow_handle(workflow_id).fetch_history_events():
+        counts["total"] += 1
+        if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            counts["signals"] += 1
+        elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            counts["updates"] += 1
+    return counts
+
+
+async def sse_client(
+    http: httpx.AsyncClient, run_id: str, lags: list[float], token_lags: list[float]
+) -> int:
+    received = 0
+    async with aconnect_sse(http, "GET", f"/v1/runs/{run_id}/events") as source:
+        async for sse in source.aiter_sse():
+            now = time.time()
+            ev = json.loads(sse.data)
+            received += 1
+            if ev["type"] == "llm.delta":
+                lags.append(now - datetime.fromisoformat(ev["time"]).timestamp())
+                for word in ev["data"]["text"].split():
+                    token_lags.append(now - TOKEN_TIMES[(run_id, int(word[3:]))])
+            if ev["type"] in ("run.completed", "run.failed", "run.cancelled"):
+                break
+    return received
+
+
+async def duratask_run(stack: Stack, clients: int) -> tuple[list[float], list[float], str]:
+    run = await stack.start("bench-stream")
+    run_id = run["run_id"]
+    lags: list[float] = []
+    token_lags: list[float] = []
+    if clients:
+        limits = httpx.Limits(max_connections=clients + 10)
+        async with httpx.AsyncClient(base_url=stack.url, timeout=120, limits=limits) as http:
+            await asyncio.gather(
+                *(sse_client(http, run_id, lags, token_lags) for _ in range(clients))
+            )
+    result = await stack.wait_result(run_id, 120)
+    assert result["status"] == "completed", result
+    return lags, token_lags, run_id
+
+
+async def raw_run(client: Client, queue: str, inp: RawStreamInput) -> tuple[list[float], str]:
+    wf_id = f"raw-stream-{uuid.uuid4().hex[:8]}"
+    handle = await client.start_workflow(RawStreamWorkflow.run, inp, id=wf_id, task_queue=queue)
+    lags: list[float] = []
+    if inp.stream:
+        async for item in WorkflowStreamClient.create(client, wf_id).subscribe(["events"]):
+            if item.data["type"] == "llm.delta":
+                lags.append(time.time() - item.data["t"])
+            if item.data["type"] == "run.completed":
+                break
+    await handle.result()
+    return lags, wf_id
+
+
+def line(label: str, lags: list[float]) -> str:
+    return (f"  {label:<34} p50 {pct(lags, 0.5) * 1000:6.0f} ms   p99 {pct(lags, 0.99) * 1000:6.0f} ms"
+            f"   ({len(lags)} samples)")  # fmt: skip
+
+
+async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
+    llm_activity.PROVIDERS["bench"] = lambda _s: PacedProvider()
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=shutil.which("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
+    client = env.client
+    raw_queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
+    per_k = 1000 / tokens
+    print(f"streams benchmark: {tokens} tokens at {per_s:.0f} tokens/s per run")
+    with tempfile.TemporaryDirectory() as tmp:
+        async with (
+            Worker(
+                client,
+                task_queue=raw_queue,
+                workflows=[RawStreamWorkflow],
+                activities=[stream_tokens],
+            ),  # fmt: skip
+            run_stack(env, f"bench-s-{uuid.uuid4().hex[:6]}", Path(tmp) / "a") as stack,
+            run_stack(
+                env, f"bench-n-{uuid.uuid4().hex[:6]}", Path(tmp) / "b", stream_llm_deltas=False
+            ) as quiet,  # fmt: skip
+        ):
+            for s in (stack, quiet):
+                await s.put_definition(definition(tokens, per_s))
+            print("\nSSE delivery lag, per token (token written -> SSE client received it)")
+            runs: dict[int, str] = {}
+            batch_lines = []
+            for n in client_counts:
+                lags, token_lags, runs[n] = await duratask_run(stack, n)
+                print(line(f"duratask, {n} client(s) on one run", token_lags))
+                batch_lines.append(line(f"duratask, {n} client(s), per event", lags))
+            raw_lags, raw_id = await raw_run(client, raw_queue, RawStreamInput(tokens, per_s))
+            print(line("raw Workflow Streams, 1 subscriber", raw_lags))
+            print("llm.delta events (coalesced 200 ms batches; lag from their first token)")
+            for text in batch_lines:
+                print(text)
+            first_run = runs[client_counts[0]]
+
+            _, _, quiet_id = await duratask_run(quiet, 0)
+            _, raw_quiet_id = await raw_run(
+                client, raw_queue, RawStreamInput(tokens, per_s, stream=False)
+            )
+            streamed = await history_counts(client, first_run)
+            plain = await history_counts(client, quiet_id)
+            raw = await history_counts(client, raw_id)
+            raw_plain = await history_counts(client, raw_quiet_id)
+            print(f"\nHistory events per 1,000 streamed tokens (run history, {tokens} tokens)")
+            d_cost = (streamed["total"] - plain["total"]) * per_k
+            r_cost = (raw["total"] - raw_plain["total"]) * per_k
+            print(f"  duratask : {streamed['total']} events streamed vs {plain['total']} not "
+                  f"-> +{d_cost:.0f} per 1k tokens "
+                  f"({streamed['signals']} publish signals, {streamed['updates']} polls)")  # fmt: skip
+            print(f"  raw      : {raw['total']} events streamed vs {raw_plain['total']} not "
+                  f"-> +{r_cost:.0f} per 1k tokens "
+                  f"({raw['signals']} publish signals, {raw['updates']} polls)")  # fmt: skip
+            if r_cost:
+                print(f"  ratio    : {d_cost / r_cost:.2f}x raw")
+            for n, run_id in runs.items():
+                counts = await history_counts(client, run_id)
+                print(f"  {n:>4} SSE client(s) on a run: {counts['updates']} subscription polls, "
+                      f"{counts['total']} history events")  # fmt: skip
+    await env.shutdown()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tokens", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="tokens per second")
+    parser.add_argument("--clients", default="1,200", help="comma-separated client counts")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",") if c]
+    asyncio.run(main(args.tokens, args.rate, counts))

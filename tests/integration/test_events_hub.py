@@ -1,0 +1,64 @@
+"""The gateway's fan-out hub against a real run: slow readers are dropped, not waited for.
+
+Over HTTP a slow reader is hidden by socket buffers, so this drives the hub directly
+(the same object the SSE endpoint uses) with a reader that stops reading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from api.streams import FellBehind, StreamHub
+from duratask.settings import Settings
+from tests.helpers import definition, make_worker, run_input, start
+from workflows.models import StreamEvent
+
+
+async def _no_state(run_id: str) -> Any:
+    raise AssertionError("the stream is readable: no fallback expected")
+
+
+async def test_slow_client_is_dropped_and_resumes(dev_client: Client, task_queue: str) -> None:
+    settings = Settings(events_max_lag=3, events_idle_linger_s=0, _env_file=None)  # type: ignore[call-arg]
+    hub = StreamHub(dev_client, settings, _no_state)
+    defn = definition(
+        [{"id": f"s{i}", "action": "llm_call", "prompt": f"step {i} of the run"} for i in range(5)]
+    )
+    async with make_worker(dev_client, task_queue):
+        handle = await start(dev_client, task_queue, run_input(defn))
+        fast: list[StreamEvent] = []
+        slow: list[StreamEvent] = []
+        proceed = asyncio.Event()
+
+        async def fast_reader() -> None:
+            async with hub.subscribe(handle.id, -1) as events:
+                async for e in events:
+                    fast.append(e)
+            proceed.set()
+
+        async def slow_reader() -> None:
+            async with hub.subscribe(handle.id, -1) as events:
+                async for e in events:
+                    slow.append(e)
+                    if len(slow) == 3:
+                        await proceed.wait()  # stop reading until the fast one is done
+
+        fast_task = asyncio.create_task(fast_reader())
+        with pytest.raises(FellBehind):
+            await asyncio.wait_for(slow_reader(), 60)
+        await asyncio.wait_for(fast_task, 60)
+        assert fast[-1].type == "run.completed"
+        assert [e.offset for e in fast] == list(range(len(fast)))
+        assert hub.counters.subscriptions_started == 1
+        assert hub.counters.clients_dropped_behind == 1
+        # the dropped client resumes after its last offset and gets the rest, once each
+        rest = []
+        async with hub.subscribe(handle.id, slow[-1].offset) as events:
+            async for e in events:
+                rest.append(e)
+        assert slow + rest == fast
+    await hub.close()
