@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
@@ -42,12 +42,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
     from workflows.models import (
+        AgentCarry,
         ApprovalDecision,
         CancelRequest,
         Intervention,
         NotifyRequest,
         NotifyResult,
         PriorityChange,
+        RunCarry,
         RunError,
         RunInput,
         RunState,
@@ -79,6 +81,14 @@ class TaskRunWorkflow:
         self.agent = AgentLoop(self)
         self.children = Children(self)
         self.approvals = Approvals(self)
+        # continue-as-new: pick up where the previous execution stopped
+        self.resume_step: str | None = None
+        if inp.carry is not None:
+            self.tracker.state = inp.carry.state
+            self.outputs = inp.carry.outputs
+            self.executions = inp.carry.executions
+            self.inputs = inp.carry.inputs
+            self.resume_step = inp.carry.current_step
 
     # ------------------------------------------------------------ queries, signals
     @workflow.query
@@ -111,11 +121,13 @@ class TaskRunWorkflow:
     @workflow.run
     async def run(self, inp: RunInput) -> RunState:
         t = self.tracker
-        t.started()
+        if self.resume_step is None:
+            t.started()
         timeout = self.definition.limits.timeout
         try:
             try:
-                self.inputs = resolve_inputs(self.definition, inp.input)
+                if inp.carry is None:
+                    self.inputs = resolve_inputs(self.definition, inp.input)
             except InputError as e:
                 raise fail(contracts.E_INVALID_INPUT, str(e)) from None
             t.state.input = self.inputs
@@ -164,7 +176,7 @@ class TaskRunWorkflow:
     async def _walk(self) -> None:
         steps = self.definition.steps
         index = {s.id: i for i, s in enumerate(steps)}
-        current = steps[0].id
+        current = self.resume_step or steps[0].id
         executed = 0
         limit = self.definition.limits.max_steps
         while current != END:
@@ -192,8 +204,11 @@ class TaskRunWorkflow:
     async def _run_step(self, step: Step, i: int) -> str:
 
         t = self.tracker
-        self.executions[step.id] = self.executions.get(step.id, 0) + 1
-        t.step_started(step.id, step.title)
+        if self.resume_step == step.id:  # continued-as-new in the middle of this step
+            self.resume_step = None
+        else:
+            self.executions[step.id] = self.executions.get(step.id, 0) + 1
+            t.step_started(step.id, step.title)
         try:
             output, truncated, nxt = await self._dispatch(step)
         except StepFailure as f:
@@ -299,6 +314,23 @@ class TaskRunWorkflow:
             contracts.NOTIFY_ACTIVITY, req, NotifyResult, step, f"{step.id}: notify"
         )
         return {"message": message, "delivered": res.delivered}
+
+    def continue_as_new(self, agent: AgentCarry | None = None) -> NoReturn:
+        """Go on in a fresh execution (same workflow id), carrying the whole run along."""
+        t = self.tracker
+        step_id = t.state.current_step or ""
+        t.emit("run.continued_as_new", step_id, "history compacted: continuing as new",
+               execution=t.state.execution_count + 1)  # fmt: skip
+        state = t.state.model_copy(update={"execution_count": t.state.execution_count + 1})
+        carry = RunCarry(
+            state=state,
+            outputs=self.outputs,
+            executions=self.executions,
+            inputs=getattr(self, "inputs", self.inp.input),
+            current_step=step_id,
+            agent=agent,
+        )
+        workflow.continue_as_new(self.inp.model_copy(update={"carry": carry}))
 
     # ------------------------------------------------------------ activity plumbing
     def idempotency_key(self, step_id: str, call_id: str) -> str:
