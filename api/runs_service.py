@@ -302,7 +302,7 @@ class RunService:
         desc = await self.describe(run_id)
         if desc.status != WorkflowExecutionStatus.RUNNING:
             status = CLOSED_STATUS.get(desc.status, RunStatus.failed).value
-            raise conflict(f"cannot {action}: run '{run_id}' is {status}", status=status)
+            raise conflict(f"cannot {action}: run '{run_id}' is {status}", run_status=status)
         return desc
 
     async def cancel(self, run_id: str, reason: str, by: str) -> None:
@@ -337,7 +337,7 @@ class RunService:
     async def retry(self, run_id: str, new_input: dict[str, Any] | None, by: str) -> RunState:
         desc = await self.describe(run_id)
         if desc.status == WorkflowExecutionStatus.RUNNING:
-            raise conflict(f"cannot retry: run '{run_id}' is still running", status="running")
+            raise conflict(f"cannot retry: run '{run_id}' is still running", run_status="running")
         old = await start_input(self.client, self.handle(run_id))
         inputs = old.input if new_input is None else new_input
         try:

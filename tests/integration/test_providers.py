@@ -118,6 +118,14 @@ async def test_streamed_tool_loop_usage_cost_and_no_key_leak(
     sa = desc.typed_search_attributes
     assert sa.get(contracts.SA_TOKENS) == 3000
     assert sa.get(contracts.SA_COST) == pytest.approx(0.004)
+    # ...and visible to Temporal's visibility queries
+    query = f"WorkflowId = '{handle.id}' AND DurataskTokens = 3000 AND DurataskCostUsd > 0.003"
+    for _ in range(100):
+        if [w async for w in dev_client.list_workflows(query)]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"no run matched {query}")
     # ...and never logged nor in history
     assert any(e.get("event") == "llm call" for e in logs)
     assert API_KEY not in repr(logs)

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
 
 from duratask.settings import Settings
 from tests.fakes import tools as fake_tools
@@ -75,6 +77,12 @@ async def wait_model_call_started(handle: WorkflowHandle[Any, Any], calls: int =
                     return
         await asyncio.sleep(0.05)
     raise AssertionError("the model call never started")
+
+
+async def replays(handle: WorkflowHandle[Any, Any]) -> None:
+    """The saved history replays against today's workflow code without nondeterminism."""
+    replayer = Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(await handle.fetch_history())
 
 
 def roles(state: RunState) -> list[str]:
@@ -176,6 +184,7 @@ async def test_steer_cancels_the_in_flight_call(ts_client: Client, task_queue: s
     events = [e for e in state.events if e.type in ("intervention.received", "llm.steered")]
     assert [e.type for e in events] == ["intervention.received", "llm.steered"]
     assert events[0].data == {"mode": "steer", "sender": "alice"}
+    await replays(handle)
 
 
 async def test_collect_merges_messages_into_one_turn(ts_client: Client, task_queue: str) -> None:
@@ -242,6 +251,7 @@ async def test_plan_tracking_and_drift_alert(ts_client: Client, task_queue: str)
     assert reminder["role"] == "user" and reminder["content"].startswith("Reminder:")
     assert "Focus on step 2: analyse" in reminder["content"]
     assert "Reminder:" not in json.dumps(requests[4]["messages"])
+    await replays(handle)
 
 
 async def test_continue_as_new_keeps_the_conversation(ts_client: Client, task_queue: str) -> None:
@@ -263,8 +273,9 @@ async def test_continue_as_new_keeps_the_conversation(ts_client: Client, task_qu
     assert sum(1 for e in state.events if e.type == "step.started") == 1
     effects = effects_for(handle)
     assert len(effects) == 5 and set(effects.values()) == {1}
-    # the last execution's history holds only its own calls
+    # the last execution's history holds only its own calls, and it replays
     assert len(await llm_requests(handle)) == 2
+    await replays(handle)
 
 
 async def test_worker_killed_mid_loop_resumes_without_repeating_tools(
