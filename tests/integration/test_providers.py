@@ -222,3 +222,25 @@ async def test_anthropic_tool_loop_and_error(
     assert API_KEY in (headers.get("x-api-key", "") + headers.get("authorization", ""))
     err = failed.step("ask").error
     assert err is not None and err.code == "invalid_request_error" and "too large" in err.message
+
+
+def test_error_mapping_and_retry_after_forms() -> None:
+    """The pure part of the mapping: statuses, provider codes and every Retry-After form."""
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from activities.llm.errors import from_status_error, retry_after
+
+    assert retry_after({"retry-after": "3"}) == 3.0
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 < (retry_after({"retry-after": later}) or 0) <= 30
+    assert retry_after({}) is None
+    e = from_status_error(429, {"message": "slow down", "code": "rate_limit_exceeded"}, {})
+    assert (e.code, e.message, e.retryable) == ("rate_limit_exceeded", "slow down", True)
+    for status in (408, 409, 500, 503):
+        assert from_status_error(status, None, {}).retryable
+    for status in (400, 401, 403, 404, 422):
+        assert not from_status_error(status, None, {}).retryable
+    anthropic_style = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
+    assert from_status_error(529, anthropic_style, {}).code == "overloaded_error"
