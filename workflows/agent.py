@@ -113,6 +113,10 @@ class AgentLoop:
             self.wf.tracker.emit("agent.new_turn", step.id, extra[:200], model_calls=calls)
 
     def _next_turn_message(self) -> str | None:
+        if self.steers:  # arrived as the turn finished: too late to steer it, so a new turn
+            merged = "\n\n".join(m.message for m in self.steers)
+            self.steers.clear()
+            return merged
         if self.collected:
             merged = "\n\n".join(m.message for m in self.collected)
             self.collected.clear()

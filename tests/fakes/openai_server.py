@@ -136,6 +136,9 @@ class FakeLlmServer:
         else:
             content = [{"type": "text", "text": "anthropic says hi"}]
             stop = "end_turn"
+        if body.get("stream"):
+            return StreamingResponse(_anthropic_stream(model, content, stop),
+                                     media_type="text/event-stream")  # fmt: skip
         return JSONResponse(
             {
                 "id": "msg_1",
@@ -148,6 +151,37 @@ class FakeLlmServer:
                 "usage": {"input_tokens": 11, "output_tokens": 7},
             }
         )
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+
+async def _anthropic_stream(
+    model: str, content: list[dict[str, Any]], stop: str
+) -> AsyncIterator[str]:
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": 11, "output_tokens": 1}}  # fmt: skip
+    yield _event("message_start", {"message": message})
+    for i, block in enumerate(content):
+        if block["type"] == "text":
+            yield _event("content_block_start",
+                         {"index": i, "content_block": {"type": "text", "text": ""}})  # fmt: skip
+            for j, word in enumerate(block["text"].split(" ")):
+                delta = {"type": "text_delta", "text": word if j == 0 else " " + word}
+                yield _event("content_block_delta", {"index": i, "delta": delta})
+        else:
+            start = {**block, "input": {}}
+            yield _event("content_block_start", {"index": i, "content_block": start})
+            args = json.dumps(block["input"])
+            for part in (args[:3], args[3:]):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                yield _event("content_block_delta", {"index": i, "delta": delta})
+        yield _event("content_block_stop", {"index": i})
+    yield _event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                   "usage": {"output_tokens": 7}})  # fmt: skip
+    yield _event("message_stop", {})
 
 
 def _error(

@@ -203,6 +203,22 @@ async def test_slow_stream_is_cancelled_within_a_heartbeat(
     assert desc.status is not None and desc.status.name == "CANCELED"
 
 
+async def test_anthropic_streamed_tool_loop(
+    dev_client: Client, task_queue: str, fake: FakeLlmServer
+) -> None:
+    defn = agent({"provider": "anthropic", "name": "tools"}, tools=["add"])
+    async with worker(dev_client, task_queue, fake):
+        state: RunState = await (await start(dev_client, task_queue, run_input(defn))).result()
+    assert state.result == "anthropic says hi"
+    assert fake.requests[0].body["stream"] is True
+    assert fake.requests[0].body["tools"][0]["input_schema"]["required"] == ["a", "b"]
+    sent = fake.requests[1].body["messages"]
+    assert sent[-2]["content"][0] == {"type": "tool_use", "id": "tu_1", "name": "add",
+                                      "input": {"a": 1, "b": 2}}  # fmt: skip
+    assert sent[-1]["content"][0]["content"] == '{"sum": 3.0}'
+    assert state.usage.input_tokens == 22 and state.usage.output_tokens == 14
+
+
 async def test_anthropic_tool_loop_and_error(
     dev_client: Client, task_queue: str, fake: FakeLlmServer
 ) -> None:
