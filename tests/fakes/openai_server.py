@@ -160,7 +160,7 @@ def _event(kind: str, data: dict[str, Any]) -> str:
 async def _anthropic_stream(
     model: str, content: list[dict[str, Any]], stop: str
 ) -> AsyncIterator[str]:
-    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+    message: dict[str, Any] = {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
                "content": [], "stop_reason": None, "stop_sequence": None,
                "usage": {"input_tokens": 11, "output_tokens": 1}}  # fmt: skip
     yield _event("message_start", {"message": message})
