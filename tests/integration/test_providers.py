@@ -260,3 +260,31 @@ def test_error_mapping_and_retry_after_forms() -> None:
         assert not from_status_error(status, None, {}).retryable
     anthropic_style = {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}
     assert from_status_error(529, anthropic_style, {}).code == "overloaded_error"
+
+
+async def test_streamed_text_reaches_the_delta_sink(
+    dev_client: Client, task_queue: str, fake: FakeLlmServer
+) -> None:
+    """The `delta_sink_factory` hook (token streaming) gets the text as it streams."""
+    from activities.llm.activity import LlmActivities
+    from activities.tools.registry import build_registry
+    from worker.main import activities_for
+    from workflows.models import LlmRequest
+
+    settings = settings_for(fake)
+    registry = build_registry(settings)
+    deltas: list[tuple[str, int, str]] = []
+
+    def sink_for(req: LlmRequest, attempt: int) -> Any:
+        return lambda text: deltas.append((req.step_id, attempt, text))
+
+    llm = LlmActivities(settings, registry, delta_sink_factory=sink_for)
+    others = [a for a in activities_for(settings, registry) if a.__name__ != "complete"]
+    defn = agent({"provider": "openai", "name": "text"})
+    async with make_worker(dev_client, task_queue, settings=settings,
+                           activities=[llm.complete, *others]):  # fmt: skip
+        state: RunState = await (await start(dev_client, task_queue, run_input(defn))).result()
+    assert state.result == "You said: hi there"
+    assert len(deltas) > 1  # word by word, not one block
+    assert "".join(d[2] for d in deltas) == "You said: hi there"
+    assert {d[:2] for d in deltas} == {("ask", 1)}

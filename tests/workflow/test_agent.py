@@ -113,6 +113,20 @@ async def test_parallel_tool_calls_then_answer(ts_client: Client, task_queue: st
                          contracts.TOOL_ACTIVITY, contracts.TOOL_ACTIVITY, "completed"]  # fmt: skip
 
 
+async def test_conversation_in_state_is_bounded(ts_client: Client, task_queue: str) -> None:
+    long = "word " * 1000
+    inp = agent_input([{"tool_calls": [call("add", "a", a=1, b=2)]}, {"text": long}])
+    inp.config.max_conversation_chars = 100
+    inp.config.max_conversation_messages = 3
+    async with make_worker(ts_client, task_queue, settings=SETTINGS):
+        state: RunState = await (await start(ts_client, task_queue, inp)).result()
+    assert state.result == long  # the output itself is whole
+    conv = state.step("agent").conversation
+    assert [m.role for m in conv] == ["assistant", "tool", "assistant"]  # the latest 3
+    assert conv[-1].content == long[:100] + " [...]"
+    assert conv[0].tool_calls[0].name == "add"
+
+
 THINKING = [
     {"text": f"thinking {i}", "tool_calls": [call("add", f"c{i}", a=i, b=1)]} for i in range(4)
 ]
