@@ -132,7 +132,10 @@ class TaskRunWorkflow:
                 raise fail(contracts.E_INVALID_INPUT, str(e)) from None
             t.state.input = self.inputs
             if timeout is not None:
-                await asyncio.wait_for(self._walk(), parse_duration(timeout).total_seconds())
+                budget = parse_duration(timeout).total_seconds()
+                if t.state.started_at is not None:  # the run's time, across continue-as-new
+                    budget -= (workflow.now() - t.state.started_at).total_seconds()
+                await asyncio.wait_for(self._walk(), max(budget, 0.001))
             else:
                 await self._walk()
         except StepFailure as f:

@@ -292,6 +292,23 @@ async def test_continue_as_new_keeps_the_conversation(ts_client: Client, task_qu
     await replays(handle)
 
 
+async def test_run_timeout_spans_continue_as_new(ts_client: Client, task_queue: str) -> None:
+    script: list[Any] = [
+        {"tool_calls": [call("add", f"a{i}", a=i, b=1)], "delay": 1} for i in range(5)
+    ]
+    defn = agent_input(script).bundle.root.definition
+    defn.limits.timeout = "3s"
+    inp = run_input(defn)
+    inp.config.continue_as_new_after_turns = 1  # each execution alone is ~1 s
+    async with make_worker(ts_client, task_queue, settings=SETTINGS):
+        handle = await start(ts_client, task_queue, inp)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        state = await handle.query(TaskRunWorkflow.state)
+    assert state.error is not None and state.error.code == contracts.E_TIMEOUT
+    assert state.execution_count > 1
+
+
 async def test_worker_killed_mid_loop_resumes_without_repeating_tools(
     dev_client: Client, task_queue: str
 ) -> None:
