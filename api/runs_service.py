@@ -91,6 +91,8 @@ class RunService:
             default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
             max_output_bytes=s.max_output_bytes,
             max_subtask_depth=s.max_subtask_depth,
+            continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
+            drift_after_turns=s.agent_drift_after_turns,
         )
 
     async def describe(self, run_id: str) -> Any:
@@ -437,7 +439,7 @@ class RunService:
                 "scheduled_for": None,
             }
         )
-        inp = old.model_copy(update={"input": inputs, "meta": meta})
+        inp = old.model_copy(update={"input": inputs, "meta": meta, "carry": None})
         state, _ = await self.start_input(new_run_id(), inp)
         return state
 

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # Price table, USD per million tokens: {"gpt-4o-mini": [0.15, 0.60]}
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
+    # Agent loop: continue-as-new after this many model calls per execution (None: when
+    # Temporal suggests it); drift alert after this many turns without plan progress
+    agent_continue_as_new_after_turns: int | None = None
+    agent_drift_after_turns: int = 3
+
     # Tools
     tool_modules: list[str] = Field(default_factory=list)
     http_allow_private: bool = False

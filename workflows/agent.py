@@ -8,20 +8,29 @@ tool calls or `max_steps` model calls have been made. Interventions arrive as th
 - `steer` cancels the in-flight model call and restarts it with the message added;
 - `collect` buffers messages and merges them into one follow-up turn afterwards;
 - `followup` queues a new turn per message after the current one.
+
+The loop also keeps the model's own plan (a `plan` tool call or a numbered list in
+its reply) in the run state, raises a drift alert with a reminder when turns pass
+without a plan step done, mirrors a bounded view of the conversation into the step
+state, and continues-as-new before the history grows large, carrying the whole
+conversation and the intervention buffers into the next execution.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 
 from workflows import contracts
 from workflows.definition import LlmCallStep, ModelSpec
-from workflows.errors import fail
+from workflows.errors import StepFailure, fail
 from workflows.models import (
+    AgentCarry,
+    AgentPlanItem,
     ChatMessage,
     Intervention,
     LlmRequest,
@@ -34,14 +43,21 @@ from workflows.templates import render_text
 if TYPE_CHECKING:
     from workflows.run_workflow import TaskRunWorkflow
 
+PLAN_TOOL = "plan"
+_PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
+
 
 class AgentLoop:
     def __init__(self, wf: TaskRunWorkflow) -> None:
         self.wf = wf
-        self.steers: list[Intervention] = []
-        self.collected: list[Intervention] = []
-        self.followups: list[Intervention] = []
+        carry = wf.inp.carry.agent if wf.inp.carry else None
+        self.carry: AgentCarry | None = carry
+        self.steers: list[Intervention] = list(carry.steers) if carry else []
+        self.collected: list[Intervention] = list(carry.collected) if carry else []
+        self.followups: list[Intervention] = list(carry.followups) if carry else []
+        self.turns_since_progress = carry.turns_since_progress if carry else 0
         self.conversations: dict[str, list[ChatMessage]] = {}
+        self._calls_at_start = 0
 
     # ------------------------------------------------------------ signals
     def intervene(self, msg: Intervention) -> None:
@@ -68,24 +84,39 @@ class AgentLoop:
         return model
 
     async def run(self, step: LlmCallStep) -> tuple[Any, bool]:
-        ns = self.wf.namespace()
-        messages: list[ChatMessage] = []
-        if step.system:
-            messages.append(ChatMessage(role="system", content=render_text(step.system, ns)))
-        messages.append(ChatMessage(role="user", content=render_text(step.prompt, ns)))
+        carried = self.carry if self.carry and self.carry.step_id == step.id else None
+        self.carry = None
+        if carried:
+            messages = list(carried.messages)
+            calls = carried.calls
+        else:
+            ns = self.wf.namespace()
+            messages = []
+            if step.system:
+                messages.append(ChatMessage(role="system", content=render_text(step.system, ns)))
+            messages.append(ChatMessage(role="user", content=render_text(step.prompt, ns)))
+            calls = 0
+            self.turns_since_progress = 0
+        self._calls_at_start = calls
         self.conversations[step.id] = messages
+        self._publish(step, messages, calls)
         tools = self.wf.definition.tools if step.tools is None else step.tools
         limit = step.max_steps or self.wf.definition.limits.max_steps
         model = self.model_for(step)
-        calls = 0
         while True:
             response, calls = await self._turn(step, model, messages, tools, calls, limit)
             extra = self._next_turn_message()
             if extra is None:
                 return self._output(step, response)
             messages.append(ChatMessage(role="user", content=extra))
+            self._publish(step, messages, calls)
+            self.wf.tracker.emit("agent.new_turn", step.id, extra[:200], model_calls=calls)
 
     def _next_turn_message(self) -> str | None:
+        if self.steers:  # arrived as the turn finished: too late to steer it, so a new turn
+            merged = "\n\n".join(m.message for m in self.steers)
+            self.steers.clear()
+            return merged
         if self.collected:
             merged = "\n\n".join(m.message for m in self.collected)
             self.collected.clear()
@@ -125,15 +156,20 @@ class AgentLoop:
                     f"the agent made {calls} model calls without finishing (max_steps={limit})",
                     step.id,
                 )
+            await self._maybe_continue_as_new(step, messages, calls)
             calls += 1
             last = await self._call_model(step, model, messages, tools, calls)
             messages.append(
                 ChatMessage(role="assistant", content=last.text, tool_calls=last.tool_calls)
             )
+            self.turns_since_progress += 1
+            if last.text:
+                self._plan_from_text(step, last.text, calls)
+            self._publish(step, messages, calls)
             if not last.tool_calls:
                 return last, calls
             results = await asyncio.gather(
-                *(self._call_tool(step, call, calls) for call in last.tool_calls)
+                *(self._call_tool(step, call, calls, tools) for call in last.tool_calls)
             )
             for call, result in zip(last.tool_calls, results, strict=True):
                 messages.append(
@@ -144,6 +180,7 @@ class AgentLoop:
                         content=_tool_content(result),
                     )
                 )
+            self._publish(step, messages, calls)
 
     async def _call_model(
         self,
@@ -154,8 +191,11 @@ class AgentLoop:
         turn: int,
     ) -> LlmResponse:
         tracker = self.wf.tracker
+        steered = 0
         while True:
             self._apply_steers(messages)
+            self._check_drift(step, messages)
+            self._publish(step, messages, turn - 1)
             req = LlmRequest(
                 run_id=tracker.state.run_id,
                 step_id=step.id,
@@ -164,6 +204,7 @@ class AgentLoop:
                 tools=tools,
                 turn=turn,
                 max_output_bytes=self.wf.inp.config.max_output_bytes,
+                steers=steered,
             )
             summary = f"{step.id}: {model.provider}/{model.name} turn {turn}"
             task = asyncio.ensure_future(
@@ -176,8 +217,9 @@ class AgentLoop:
             task.cancel()  # steer: stop the in-flight call, then restart with the message
             try:
                 await task
-            except asyncio.CancelledError:
-                pass
+            except (asyncio.CancelledError, StepFailure):
+                pass  # the cancelled call's outcome, whatever it was, is discarded
+            steered += 1
             tracker.emit("llm.steered", step.id, "model call cancelled by steer", turn=turn)
         tracker.step(step.id).usage.add(response.usage)
         tracker.state.usage.add(response.usage)
@@ -197,13 +239,138 @@ class AgentLoop:
         while self.steers:
             messages.append(ChatMessage(role="user", content=self.steers.pop(0).message))
 
-    async def _call_tool(self, step: LlmCallStep, call: ToolCall, turn: int) -> ToolResult:
-        allowed = self.wf.definition.tools if step.tools is None else step.tools
+    async def _call_tool(
+        self, step: LlmCallStep, call: ToolCall, turn: int, allowed: list[str]
+    ) -> ToolResult:
         if call.name not in allowed:
             msg = f"tool '{call.name}' is not allowed for this step (allowed: {', '.join(allowed)})"
             self.wf.tracker.emit("run.tool_completed", step.id, msg, tool=call.name, error=True)
             return ToolResult(error=msg)
+        if call.name == PLAN_TOOL:
+            return self._plan_tool(step, call, turn)
         return await self.wf.call_tool(step, call.name, call.arguments, call_id=f"{turn}-{call.id}")
+
+    # ------------------------------------------------------------ plan tracking
+    def _plan_tool(self, step: LlmCallStep, call: ToolCall, turn: int) -> ToolResult:
+        """`plan(items=[...], done=[numbers])`: kept in the workflow, no activity needed."""
+        items = call.arguments.get("items")
+        done = call.arguments.get("done") or []
+        if items is not None and not (
+            isinstance(items, list) and all(isinstance(i, str) for i in items)
+        ):
+            return ToolResult(error="plan: 'items' must be a list of strings")
+        if not isinstance(done, list) or not all(isinstance(n, int) for n in done):
+            return ToolResult(error="plan: 'done' must be a list of step numbers")
+        new = (
+            [AgentPlanItem(number=i + 1, text=t, step_id=step.id) for i, t in enumerate(items)]
+            if items is not None
+            else None
+        )
+        self._update_plan(step, new, set(done), turn)
+        return ToolResult(output={"plan": self._plan_text()})
+
+    def _plan_from_text(self, step: LlmCallStep, text: str, turn: int) -> None:
+        """A numbered list in a reply sets the plan; `[x]` boxes mark steps done."""
+        lines = [m for m in (_PLAN_LINE.match(line) for line in text.splitlines()) if m]
+        if len(lines) < 2 or int(lines[0].group(1)) != 1:
+            return
+        done = {int(m.group(1)) for m in lines if (m.group(2) or "").lower() == "x"}
+        plan = self.wf.tracker.state.agent_plan
+        if plan and len(plan) == len(lines):
+            self._update_plan(step, None, done, turn)
+        else:
+            items = [
+                AgentPlanItem(number=int(m.group(1)), text=m.group(3), step_id=step.id)
+                for m in lines
+            ]
+            self._update_plan(step, items, done, turn)
+
+    def _update_plan(
+        self, step: LlmCallStep, items: list[AgentPlanItem] | None, done: set[int], turn: int
+    ) -> None:
+        state = self.wf.tracker.state
+        if items is not None:
+            previously_done = {i.number for i in state.agent_plan if i.done}
+            for item in items:
+                item.done = item.number in previously_done
+            state.agent_plan = items
+        newly = [i for i in state.agent_plan if i.number in done and not i.done]
+        for item in newly:
+            item.done = True
+        if newly:
+            self.turns_since_progress = 0
+        if items is None and not newly:
+            return
+        completed = sum(1 for i in state.agent_plan if i.done)
+        self.wf.tracker.emit(
+            "plan.updated",
+            step.id,
+            f"plan: {completed}/{len(state.agent_plan)} done",
+            items=[i.model_dump() for i in state.agent_plan],
+            iteration=turn,
+        )
+
+    def _plan_text(self) -> str:
+        return "\n".join(
+            f"{i.number}. [{'x' if i.done else ' '}] {i.text}"
+            for i in self.wf.tracker.state.agent_plan
+        )
+
+    def _check_drift(self, step: LlmCallStep, messages: list[ChatMessage]) -> None:
+        plan = self.wf.tracker.state.agent_plan
+        after = self.wf.inp.config.drift_after_turns
+        if not plan or all(i.done for i in plan) or self.turns_since_progress < after:
+            return
+        pending = next(i for i in plan if not i.done)
+        reminder = (
+            f"Reminder: no step of your plan was completed in the last "
+            f"{self.turns_since_progress} turns. Your plan:\n{self._plan_text()}\n"
+            f"Focus on step {pending.number}: {pending.text}"
+        )
+        self.wf.tracker.emit(
+            "drift.alert",
+            step.id,
+            f"no plan progress in {self.turns_since_progress} turns",
+            turns=self.turns_since_progress,
+            next_item=pending.number,
+        )
+        messages.append(ChatMessage(role="user", content=reminder))
+        self.turns_since_progress = 0
+
+    # ------------------------------------------------------------ state, continue-as-new
+    def _publish(self, step: LlmCallStep, messages: list[ChatMessage], calls: int) -> None:
+        cfg = self.wf.inp.config
+        cut = cfg.max_conversation_chars
+        view = messages[-cfg.max_conversation_messages :]
+        s = self.wf.tracker.step(step.id)
+        s.model_calls = calls
+        s.conversation = [
+            m
+            if m.content is None or len(m.content) <= cut
+            else m.model_copy(update={"content": m.content[:cut] + " [...]"})
+            for m in view
+        ]
+
+    async def _maybe_continue_as_new(
+        self, step: LlmCallStep, messages: list[ChatMessage], calls: int
+    ) -> None:
+        made = calls - self._calls_at_start
+        if made == 0:
+            return
+        after = self.wf.inp.config.continue_as_new_after_turns
+        if not (after and made >= after) and not workflow.info().is_continue_as_new_suggested():
+            return
+        await self.wf.continue_as_new(
+            AgentCarry(
+                step_id=step.id,
+                messages=messages,
+                calls=calls,
+                turns_since_progress=self.turns_since_progress,
+                steers=self.steers,
+                collected=self.collected,
+                followups=self.followups,
+            )
+        )
 
 
 def _tool_content(result: ToolResult) -> str:

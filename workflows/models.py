@@ -111,6 +111,38 @@ class RunConfig(_Model):
     max_output_bytes: int = 256_000
     max_subtask_depth: int = 8
     max_events: int = 500
+    # Agent loop: continue-as-new after this many model calls in one execution (None:
+    # only when Temporal suggests it), drift alert after this many turns without a plan
+    # step done, and how much of each conversation the run state shows.
+    continue_as_new_after_turns: int | None = None
+    drift_after_turns: int = 3
+    max_conversation_messages: int = 40
+    max_conversation_chars: int = 2000
+    # stream items carried across a continue-as-new (older ones stay in `RunState.events`)
+    stream_carry_limit: int = 1000
+
+
+class AgentCarry(_Model):
+    """An agent loop in flight, carried across continue-as-new."""
+
+    step_id: str
+    messages: list[ChatMessage] = Field(default_factory=list)
+    calls: int = 0
+    turns_since_progress: int = 0
+    steers: list[Intervention] = Field(default_factory=list)
+    collected: list[Intervention] = Field(default_factory=list)
+    followups: list[Intervention] = Field(default_factory=list)
+
+
+class RunCarry(_Model):
+    """Everything a run needs to go on in a new execution (continue-as-new)."""
+
+    state: RunState
+    outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    executions: dict[str, int] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    current_step: str
+    agent: AgentCarry | None = None
 
 
 class RunInput(_Model):
@@ -126,6 +158,7 @@ class RunInput(_Model):
     parent_outputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # The event stream carried across continue-as-new (None on a fresh start).
     stream_state: WorkflowStreamState | None = None
+    carry: RunCarry | None = None  # set only by continue-as-new
 
 
 class ResolveBundleRequest(_Model):
@@ -203,6 +236,9 @@ class StepState(_Model):
     error: RunError | None = None
     usage: Usage = Field(default_factory=Usage)
     children: list[str] = Field(default_factory=list)
+    # llm_call: the latest messages (bounded, long contents cut) and model calls made
+    conversation: list[ChatMessage] = Field(default_factory=list)
+    model_calls: int = 0
 
 
 class ChildRun(_Model):
@@ -228,6 +264,15 @@ class PlanItem(_Model):
     done: bool = False
 
 
+class AgentPlanItem(_Model):
+    """One numbered step of the plan the model wrote (`plan` tool or a numbered reply)."""
+
+    number: int
+    text: str
+    done: bool = False
+    step_id: str | None = None
+
+
 class RunState(_Model):
     run_id: str
     definition_id: str
@@ -240,6 +285,7 @@ class RunState(_Model):
     error: RunError | None = None
     progress: Progress = Field(default_factory=Progress)
     plan: list[PlanItem] = Field(default_factory=list)
+    agent_plan: list[AgentPlanItem] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     events: list[RunEvent] = Field(default_factory=list)
     pending_approvals: list[dict[str, Any]] = Field(default_factory=list)
@@ -253,6 +299,8 @@ class RunState(_Model):
     retry_of: str | None = None
     retry_count: int = 0
     execution_count: int = 1
+    # how many times this run continued as new to keep its history small
+    continued_as_new: int = 0
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -320,6 +368,7 @@ class LlmRequest(_Model):
     tools: list[str] = Field(default_factory=list)
     turn: int = 0
     max_output_bytes: int = 256_000
+    steers: int = 0  # how many times a steer restarted this call
 
 
 class LlmResponse(_Model):
@@ -359,3 +408,6 @@ class NotifyRequest(_Model):
 
 class NotifyResult(_Model):
     delivered: list[str] = Field(default_factory=list)
+
+
+RunInput.model_rebuild()

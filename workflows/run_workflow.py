@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
     from workflows.models import (
+        AgentCarry,
         ApprovalDecision,
         CancelRequest,
         DefinitionBundle,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyResult,
         PriorityChange,
         ResolveBundleRequest,
+        RunCarry,
         RunError,
         RunInput,
         RunState,
@@ -88,6 +90,14 @@ class TaskRunWorkflow:
         self.agent = AgentLoop(self)
         self.children = Children(self)
         self.approvals = Approvals(self)
+        # continue-as-new: pick up where the previous execution stopped
+        self.resume_step: str | None = None
+        if inp.carry is not None:
+            self.tracker.state = inp.carry.state
+            self.outputs = inp.carry.outputs
+            self.executions = inp.carry.executions
+            self.inputs = inp.carry.inputs
+            self.resume_step = inp.carry.current_step
 
     # ------------------------------------------------------------ queries, signals
     @workflow.query
@@ -123,16 +133,21 @@ class TaskRunWorkflow:
         if inp.bundle is None:
             inp = await self._resolve_bundle(inp)
         t = self.tracker
-        t.started(fresh=inp.stream_state is None)
+        if self.resume_step is None:
+            t.started()
         timeout = self.definition.limits.timeout
         try:
             try:
-                self.inputs = resolve_inputs(self.definition, inp.input)
+                if inp.carry is None:
+                    self.inputs = resolve_inputs(self.definition, inp.input)
             except InputError as e:
                 raise fail(contracts.E_INVALID_INPUT, str(e)) from None
             t.state.input = self.inputs
             if timeout is not None:
-                await asyncio.wait_for(self._walk(), parse_duration(timeout).total_seconds())
+                budget = parse_duration(timeout).total_seconds()
+                if t.state.started_at is not None:  # the run's time, across continue-as-new
+                    budget -= (workflow.now() - t.state.started_at).total_seconds()
+                await asyncio.wait_for(self._walk(), max(budget, 0.001))
             else:
                 await self._walk()
         except StepFailure as f:
@@ -197,7 +212,7 @@ class TaskRunWorkflow:
     async def _walk(self) -> None:
         steps = self.definition.steps
         index = {s.id: i for i, s in enumerate(steps)}
-        current = steps[0].id
+        current = self.resume_step or steps[0].id
         executed = 0
         limit = self.definition.limits.max_steps
         while current != END:
@@ -225,8 +240,11 @@ class TaskRunWorkflow:
     async def _run_step(self, step: Step, i: int) -> str:
 
         t = self.tracker
-        self.executions[step.id] = self.executions.get(step.id, 0) + 1
-        t.step_started(step.id, step.title)
+        if self.resume_step == step.id:  # continued-as-new in the middle of this step
+            self.resume_step = None
+        else:
+            self.executions[step.id] = self.executions.get(step.id, 0) + 1
+            t.step_started(step.id, step.title)
         try:
             output, truncated, nxt = await self._dispatch(step)
         except StepFailure as f:
@@ -339,6 +357,38 @@ class TaskRunWorkflow:
             contracts.NOTIFY_ACTIVITY, req, NotifyResult, step, f"{step.id}: notify"
         )
         return {"message": message, "delivered": res.delivered}
+
+    async def continue_as_new(self, agent: AgentCarry | None = None) -> NoReturn:
+        """Go on in a fresh execution (same workflow id), carrying the whole run along.
+
+        The event stream goes too: its pollers are released first (watchers follow the
+        run into the new execution and resume at their offset), and only its latest
+        `config.stream_carry_limit` items are carried so the new history starts small.
+        """
+        t = self.tracker
+        step_id = t.state.current_step or ""
+        count = t.state.continued_as_new + 1
+        t.emit("run.continued_as_new", step_id, "history compacted: continuing as new",
+               execution=count + 1)  # fmt: skip
+        state = t.state.model_copy(update={"continued_as_new": count})
+        carry = RunCarry(
+            state=state,
+            outputs=self.outputs,
+            executions=self.executions,
+            inputs=getattr(self, "inputs", self.inp.input),
+            current_step=step_id,
+            agent=agent,
+        )
+        self.stream.detach_pollers()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        stream_state = self.stream.get_state()
+        excess = len(stream_state.log) - self.inp.config.stream_carry_limit
+        if excess > 0:
+            stream_state.log = stream_state.log[excess:]
+            stream_state.base_offset += excess
+        workflow.continue_as_new(
+            self.inp.model_copy(update={"carry": carry, "stream_state": stream_state})
+        )
 
     # ------------------------------------------------------------ activity plumbing
     def idempotency_key(self, step_id: str, call_id: str) -> str:

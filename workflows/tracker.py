@@ -94,17 +94,15 @@ class RunTracker:
         workflow.upsert_search_attributes([contracts.SA_STATUS.value_set(status.value)])
         self._details()
 
-    def started(self, fresh: bool = True) -> None:
-        """The run began; `fresh` is False when it goes on after a continue-as-new."""
+    def started(self) -> None:
         st = self.state
-        if fresh:
-            created = st.created_at or workflow.info().start_time
-            self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
-            if st.scheduled_for:
-                self.emit("run.scheduled", message="run scheduled", at=created,
-                          scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
-            queued = st.scheduled_for or created
-            self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
+        created = st.created_at or workflow.info().start_time
+        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+        if st.scheduled_for:
+            self.emit("run.scheduled", message="run scheduled", at=created,
+                      scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
+        queued = st.scheduled_for or created
+        self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
         self.state.started_at = workflow.now()
         self.emit("run.started", message="run started")
         self.set_status(RunStatus.running)

@@ -1,7 +1,9 @@
 """Token prices, USD per million tokens, for the cost figures on every call.
 
-A small table of common models ships here; `DURATASK_PRICES` (settings) adds or
-overrides entries. Unknown models cost 0 and say so in the log once.
+Lookup order: `DURATASK_PRICES` (settings) first, so an operator's own figures win;
+then the maintained `genai-prices` snapshot when that package is installed (it
+ships its data, no network); then the small table of common models below. Unknown
+models cost 0 and say so in the log once.
 """
 
 from __future__ import annotations
@@ -27,13 +29,39 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 _warned: set[str] = set()
 
 
+def _genai_prices(provider: str, model: str, usage: Usage) -> float | None:
+    try:
+        from genai_prices import Usage as GUsage
+        from genai_prices import calc_price
+    except ImportError:
+        return None
+    try:
+        price = calc_price(
+            GUsage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            model_ref=model,
+            provider_id=provider,
+        )
+    except (LookupError, ValueError):
+        return None
+    return round(float(price.total_price), 8)
+
+
 class PriceTable:
-    def __init__(self, overrides: dict[str, tuple[float, float]] | None = None) -> None:
-        self.prices = {**DEFAULT_PRICES, **(overrides or {})}
+    def __init__(
+        self, overrides: dict[str, tuple[float, float]] | None = None, use_genai_prices: bool = True
+    ) -> None:
+        self.overrides = dict(overrides or {})
+        self.prices = {**DEFAULT_PRICES, **self.overrides}
+        self.use_genai_prices = use_genai_prices
 
     def cost(self, provider: str, model: str | None, usage: Usage) -> float:
         if provider == "scripted" or not model:
             return 0.0
+        explicit = self.overrides.get(model) or self.overrides.get(f"{provider}/{model}")
+        if explicit is None and self.use_genai_prices:
+            maintained = _genai_prices(provider, model, usage)
+            if maintained is not None:
+                return maintained
         price = self.prices.get(model) or self.prices.get(f"{provider}/{model}")
         if price is None:
             if model not in _warned:

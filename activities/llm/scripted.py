@@ -3,7 +3,9 @@
 `name: echo` answers with the last user message, so a demo shows its rendered
 prompt. `name: script` plays `model.script` in order (text, tool calls, delays,
 injected errors), choosing the reply by how many assistant turns the conversation
-already has, so a retried or replayed call gets the same reply.
+already has, so a retried or replayed call gets the same reply. A reply's `delay`
+stands for a slow model; a call restarted by a steer skips it, so tests can steer
+a slow call and see the restarted one answer.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ScriptedProvider:
                 code="SCRIPT_EXHAUSTED",
             )
         reply = script[index]
-        if reply.delay:
+        if reply.delay and not req.steers:  # a call restarted by a steer answers at once
             await asyncio.sleep(reply.delay)
         if reply.error:
             err = reply.error

@@ -1,6 +1,7 @@
 """The built-in tools: `http_request`, `notify`, and the scheduling tools.
 
-The scheduling tools (`schedule_task`, `list_tasks`, `cancel_task`) call the same
+`plan` is the model's checklist: in an agent loop the workflow handles it itself
+(no activity), so the run state shows the plan as it progresses. The scheduling tools (`schedule_task`, `list_tasks`, `cancel_task`) call the same
 schedule service as the gateway, reached through `ctx.services["schedules"]`; where
 no such service is wired into the worker they say scheduling is unavailable.
 """
@@ -28,6 +29,13 @@ class ScheduleTaskArgs(BaseModel):
     execute_at: str | None = Field(default=None, description="ISO 8601 time for a one-time run")
     cron: str | None = Field(default=None, description="5-field cron for a recurring run")
     input: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlanArgs(BaseModel):
+    items: list[str] | None = Field(
+        default=None, description="The numbered steps of your plan, in order (replaces it)"
+    )
+    done: list[int] = Field(default_factory=list, description="Numbers of steps now completed")
 
 
 class ListTasksArgs(BaseModel):
@@ -68,7 +76,18 @@ async def cancel_task(args: CancelTaskArgs, ctx: ToolContext) -> Any:
     return await _scheduler(ctx).tool_cancel(args, ctx)
 
 
+async def plan_tool(args: PlanArgs, ctx: ToolContext) -> dict[str, Any]:
+    """Only reached from a `tool_call` step: in an agent loop the workflow keeps the plan."""
+    return args.model_dump()
+
+
 def register(registry: ToolRegistry) -> None:
+    registry.tool(
+        "plan",
+        "Write your plan as numbered steps (items) and mark steps done by number (done). "
+        "The operator sees it as a checklist.",
+        PlanArgs,
+    )(plan_tool)
     registry.tool(
         "http_request",
         "Make an HTTP request to a public URL and return status, headers and body.",

@@ -1,23 +1,21 @@
-"""Events: auth like every read endpoint, the Web UI's current details, and the stream
-carried across continue-as-new through `RunInput.stream_state`."""
+"""Events: auth like every read endpoint and the Web UI's current details.
+
+The stream carried across continue-as-new is tested with the agent loop that does it
+(tests/workflow/test_agent.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
-from temporalio.contrib.workflow_streams import WorkflowStreamClient, WorkflowStreamState
-from temporalio.contrib.workflow_streams._types import _encode_payload, _WorkflowStreamWireItem
 from temporalio.testing import WorkflowEnvironment
 
 from duratask.settings import ApiKey
 from tests.helpers import definition, make_worker, run_input, start
 from tests.stack import run_stack
-from workflows.events import wire
 
 NAP = {"id": "nap", "steps": [{"id": "nap", "action": "wait", "duration": "1h"}]}
 
@@ -66,31 +64,3 @@ async def test_web_ui_current_details_follow_the_step(dev_client: Client, task_q
             await asyncio.sleep(0.05)
         assert "step 2/2 `nap`" in details and "50% done" in details, details
         await handle.cancel()
-
-
-async def test_stream_state_carried_into_a_new_run(dev_client: Client, task_queue: str) -> None:
-    """What a continue-as-new hands over: offsets continue, no second `run.queued`."""
-    converter = dev_client.data_converter.payload_converter
-    prior = [
-        wire("run-x", t, datetime.now(UTC)) for t in ("run.queued", "run.started", "step.started")
-    ]
-    state = WorkflowStreamState(
-        log=[
-            _WorkflowStreamWireItem("events", _encode_payload(converter.to_payloads([p])[0]))
-            for p in prior
-        ],
-        base_offset=0,
-    )
-    inp = run_input(definition([{"id": "greet", "action": "llm_call", "prompt": "hi"}]))
-    inp.stream_state = state
-    async with make_worker(dev_client, task_queue):
-        handle = await start(dev_client, task_queue, inp)
-        await handle.result()
-        items = [
-            (i.offset, i.data["type"])
-            async for i in WorkflowStreamClient.create(dev_client, handle.id).subscribe(["events"])
-        ]
-    assert items[:4] == [(0, "run.queued"), (1, "run.started"), (2, "step.started"),
-                         (3, "run.started")]  # fmt: skip
-    assert [t for _, t in items].count("run.queued") == 1
-    assert items[-1][1] == "run.completed"

@@ -18,7 +18,11 @@ from workflows.run_workflow import TaskRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 # Histories recorded by tests/workflow/test_children.py keep the ids they ran under.
-WORKFLOW_IDS = {"children_composite": "run-replay", "children_fail_fast": "run-replay-ff"}
+WORKFLOW_IDS = {
+    "children_composite": "run-replay",
+    "children_fail_fast": "run-replay-ff",
+    "agent_before_streams": "run-history-agent",
+}
 
 
 def test_histories_exist() -> None:
