@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import activity
 
-HEARTBEAT_EVERY_S = 2.0
+HEARTBEAT_EVERY_S = 0.5
 
 
 @asynccontextmanager

@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = 100
     max_subtask_depth: int = 8
     shutdown_grace_s: float = 10.0
+    # how often a running activity's heartbeats reach the server at most (cancel latency)
+    heartbeat_throttle_s: float = 1.0
 
     # Live run events (docs/events.md)
     stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events

@@ -89,6 +89,10 @@ def build_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
+        # heartbeats (and so cancellations: a steer, a cancelled run) reach activities
+        # within about a second, not 80% of their heartbeat timeout
+        max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_throttle_s),
+        default_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_throttle_s),
     )
 
 

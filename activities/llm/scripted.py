@@ -1,7 +1,7 @@
 """The `scripted` provider: deterministic, offline model replies.
 
-`name: echo` answers with the last user message, so a demo shows its rendered
-prompt. `name: script` plays `model.script` in order (text, tool calls, delays,
+`name: echo` (and no script) answers with the last user message, so a demo shows
+its rendered prompt. `name: script` plays `model.script` in order (text, tool calls, delays,
 injected errors), choosing the reply by how many assistant turns the conversation
 already has, so a retried or replayed call gets the same reply. A reply's `delay`
 stands for a slow model; a call restarted by a steer skips it, so tests can steer
@@ -33,7 +33,8 @@ class ScriptedProvider:
     ) -> LlmResponse:
         prompt_text = "\n".join(m.content or "" for m in req.messages)
         usage_in = _tokens(prompt_text)
-        if (req.model.name or "echo") == "echo":
+        # a step that gives a `script` plays it, even if the name it inherits is `echo`
+        if not req.model.script and (req.model.name or "echo") == "echo":
             last_user = next(
                 (m.content or "" for m in reversed(req.messages) if m.role == "user"), ""
             )

@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 from api.auth import Principal
 from api.deps import Approver, PrincipalDep, SettingsDep, StoreDep, TemporalDep
 from api.errors import ApiError, conflict, map_rpc_error
+from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService, _quote
 from duratask.logging import get_logger
 from workflows import contracts
@@ -190,3 +191,6 @@ async def _item(runs: RunService, w: WorkflowExecution) -> PendingApproval:
         on_timeout=memo.get("on_timeout"),
         temporal_ui_url=runs.ui_url(w.id),
     )
+
+
+child_route(router, "/v1/runs/{run_id}/approvals", decide, methods=["POST"], status_code=202)

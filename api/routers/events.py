@@ -23,6 +23,7 @@ from temporalio.service import RPCError
 
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep
 from api.errors import ApiError, unprocessable
+from api.run_ids import child_route
 from api.runs_service import RunService
 from api.streams import FellBehind, StreamHub, events_from_state, is_closed, query_events
 from duratask.logging import get_logger
@@ -191,3 +192,6 @@ async def json_page(
         "done": done,
         "source": source,
     }
+
+
+child_route(router, "/v1/runs/{run_id}/events", run_events, methods=["GET"])

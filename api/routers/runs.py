@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
-from starlette.convertors import Convertor, register_url_convertor
 
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.run_ids import child_route
 from api.runs_service import RunService
 from api.schemas import (
     BulkCancelRequest,
@@ -134,23 +134,8 @@ async def send_message(
 
 
 # ---------------------------------------------------------------- child run ids
-# Child runs have ids with slashes (`<parent>/<step>[/<branch>]`), which `{run_id}` cannot
-# match. These routes take such ids; the converter refuses an id whose last segment is a
-# sub-resource name, so a later `/{run_id}/<word>` route is never shadowed by them.
-_SUB_RESOURCES = "result|cancel|retry|messages|events|stream|approvals|approve|tree|children"
-
-
-class ChildRunId(Convertor[str]):
-    regex = rf"[^/]+(?:/[^/]+)*/(?!(?:{_SUB_RESOURCES})$)[^/]+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("child_run_id", ChildRunId())
-router.add_api_route("/{run_id:child_run_id}/result", get_result, methods=["GET"])
-router.add_api_route("/{run_id:child_run_id}/cancel", cancel_run, methods=["POST"], status_code=202)
-router.add_api_route("/{run_id:child_run_id}", get_run, methods=["GET"])
+# Registered last: the child-id form of each per-run route (api/run_ids.py).
+child_route(router, "/{run_id}/result", get_result, methods=["GET"])
+child_route(router, "/{run_id}/cancel", cancel_run, methods=["POST"], status_code=202)
+child_route(router, "/{run_id}/messages", send_message, methods=["POST"], status_code=202)
+child_route(router, "/{run_id}", get_run, methods=["GET"])

@@ -400,3 +400,73 @@ async def test_cancelled_run_ends_the_stream(stack: Stack) -> None:
     await asyncio.wait_for(follow(), 60)
     assert events[-1]["type"] == "run.cancelled" and events[-1]["message"] == "enough"
     assert_contiguous(events)
+
+
+PLANNER = {
+    "id": "planner",
+    "tools": ["plan"],
+    "model": {
+        "provider": "scripted",
+        "name": "script",
+        "script": [
+            {"tool_calls": [{"name": "plan", "arguments": {"items": ["draft", "publish"]}}]},
+            {"tool_calls": [{"name": "plan", "arguments": {"done": [1, 2]}}]},
+            {"text": "Drafted and ready to publish."},
+        ],
+    },
+    "steps": [
+        {"id": "draft", "action": "llm_call", "prompt": "Draft the release note."},
+        {"id": "sign_off", "action": "approval", "approvers": ["local"], "timeout": "1h"},
+        {"id": "publish", "action": "sub_task", "task": "publisher",
+         "input": {"text": "{{ steps.draft.output }}"}},
+    ],
+}  # fmt: skip
+
+PUBLISHER = {
+    "id": "publisher",
+    "inputs": {"text": {"type": "string", "required": True}},
+    "steps": [{"id": "post", "action": "notify", "message": "published: {{ input.text }}"}],
+}
+
+
+async def test_plan_approval_and_child_events_on_the_stream(stack: Stack) -> None:
+    """The parent's stream shows the plan, the approval it waits for and its child; the
+    child's own events are on the child's stream."""
+    await stack.put_definition(PUBLISHER)
+    await stack.put_definition(PLANNER)
+    run_id = (await stack.start("planner"))["run_id"]
+    events: list[dict[str, Any]] = []
+    async for _, kind, data in sse_events(stack.http, run_id):
+        events.append(data)
+        if kind == "run.awaiting_approval":
+            r = await stack.http.post(
+                f"/v1/runs/{run_id}/approvals", json={"decision": "approve", "comment": "go"}
+            )
+            assert r.status_code == 202, r.text
+    assert_contiguous(events)
+    types = [e["type"] for e in events]
+    assert types[-1] == "run.completed"
+    for expected in (
+        "plan.updated",
+        "run.awaiting_approval",
+        "approval.decided",
+        "child.started",
+        "child.completed",
+        "llm.completed",
+        "progress",
+    ):  # fmt: skip  (the plan tool runs in the workflow: no
+        # run.tool_* events; test_all_event_types_of_a_run_with_tools covers those)
+        assert expected in types, expected
+    plans = [e["data"] for e in events if e["type"] == "plan.updated"]
+    assert plans, types
+    decided = next(e for e in events if e["type"] == "approval.decided")
+    assert decided["step_id"] == "sign_off" and "approve" in json.dumps(decided["data"])
+    assert types.index("approval.decided") < types.index("child.started")
+    child = next(e for e in events if e["type"] == "child.started")
+    child_id = f"{run_id}/publish"
+    assert child_id in json.dumps(child["data"])
+    child_events = await collect(stack.http, child_id)
+    child_types = [e["type"] for e in child_events]
+    assert child_types[0] == "run.created" and child_types[-1] == "run.completed"
+    assert all(e["run_id"] == child_id for e in child_events)
+    assert "step.completed" in child_types

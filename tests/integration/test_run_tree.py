@@ -219,3 +219,40 @@ def test_child_run_ids_with_slashes_reach_the_right_route() -> None:
     assert route("POST", "/v1/runs/run-1/fan/a/cancel") == ("cancel_run", "run-1/fan/a")
     # a sub-resource of a plain run is never taken for a child id
     assert route("GET", "/v1/runs/run-1/events") is None
+
+
+GATED_CHILD = {
+    "id": "gated-child",
+    "steps": [
+        {"id": "ok", "action": "approval", "approvers": ["local"], "timeout": "1h"},
+        {"id": "done", "action": "notify", "message": "approved inside the child"},
+    ],
+}
+GATED_PARENT = {"id": "gated-parent",
+                "steps": [{"id": "gate", "action": "sub_task", "task": "gated-child"}]}  # fmt: skip
+
+
+async def test_a_child_run_is_approved_and_read_by_its_own_id(stack: Stack) -> None:
+    """Per-run routes take child ids too: its approval, its events, its messages."""
+    await stack.put_definition(GATED_CHILD)
+    await stack.put_definition(GATED_PARENT)
+    run_id = (await stack.start("gated-parent"))["run_id"]
+    child = f"{run_id}/gate"
+
+    async def waiting() -> bool:
+        r = await stack.http.get(f"/v1/runs/{child}")
+        return r.status_code == 200 and r.json()["status"] == "awaiting_approval"
+
+    await eventually(waiting)
+    r = await stack.http.post(f"/v1/runs/{child}/approvals", json={"decision": "approve"})
+    assert r.status_code == 202, r.text
+    assert r.json()["run_id"] == child and r.json()["step_id"] == "ok"
+    assert (await stack.wait_result(run_id))["status"] == "completed"
+    page = (await stack.http.get(f"/v1/runs/{child}/events",
+                                 headers={"Accept": "application/json"})).json()  # fmt: skip
+    types = [e["type"] for e in page["events"]]
+    assert "approval.decided" in types and types[-1] == "run.completed"
+    # a closed child refuses a message with 409, like any run
+    r = await stack.http.post(f"/v1/runs/{child}/messages", json={"mode": "steer", "message": "x"})
+    assert r.status_code == 409, r.text
+    assert (await stack.http.get(f"/v1/runs/{run_id}/nope/events")).status_code == 404
