@@ -37,6 +37,7 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.streams
 
 clean:
 	rm -rf $(VENV) .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info
