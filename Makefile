@@ -38,6 +38,7 @@ format: install
 bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.streams
+	$(BIN)/python -m bench.cancel
 
 clean:
 	rm -rf $(VENV) .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import RawWorkflow, noop
+from duratask.logging import configure_logging
 from tests.conftest import DEV_SERVER_ARGS
 from tests.stack import run_stack
 from workflows.contracts import SEARCH_ATTRIBUTES
@@ -92,6 +93,7 @@ async def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
+    configure_logging("WARNING")  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()

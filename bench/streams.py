@@ -39,6 +39,7 @@ from temporalio.worker import Worker
 from activities.llm import activity as llm_activity
 from activities.llm.base import DeltaSink
 from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
+from duratask.logging import configure_logging
 from tests.conftest import DEV_SERVER_ARGS
 from tests.stack import Stack, run_stack
 from workflows.contracts import SEARCH_ATTRIBUTES
@@ -221,6 +222,7 @@ async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
 
 
 if __name__ == "__main__":
+    configure_logging("WARNING")  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="tokens per second")

@@ -44,4 +44,6 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
 
 
 def get_logger(name: str | None = None, **bound: Any) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name).bind(**bound)  # type: ignore[no-any-return]
+    # A lazy proxy: modules create their loggers at import, before `configure_logging`
+    # runs; binding here would freeze structlog's defaults (no level filter, no redaction).
+    return structlog.get_logger(name, **bound)  # type: ignore[no-any-return]
