@@ -1,8 +1,8 @@
 """Token prices, USD per million tokens, for the cost figures on every call.
 
 Lookup order: `DURATASK_PRICES` (settings) first, so an operator's own figures win;
-then the maintained `genai-prices` snapshot when that package is installed (it
-ships its data, no network); then the small table of common models below. Unknown
+then the maintained `genai-prices` snapshot (a dependency; it ships its data, no
+network); then the small table of common models below. Unknown
 models cost 0 and say so in the log once.
 """
 
