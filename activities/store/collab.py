@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from activities.store.tables import RunAssigneeRow, RunCommentRow, RunRatingRow
@@ -116,17 +117,23 @@ class CollabStore:
     ) -> tuple[Rating, bool]:
         """Record `identity`'s rating of the run; returns it and whether it is new."""
         now = datetime.now(UTC)
-        async with self.sessions.begin() as s:
-            row = await s.get(RunRatingRow, (run_id, identity), with_for_update=True)
-            created = row is None
-            if row is None:
-                row = RunRatingRow(run_id=run_id, identity=identity, created_at=now)
-                s.add(row)
-            row.score = score
-            row.comment = comment
-            row.definition_id = definition_id
-            row.updated_at = now
-        return _rating(row), created
+        for attempt in range(2):  # a concurrent first rating by the same identity: update it
+            try:
+                async with self.sessions.begin() as s:
+                    row = await s.get(RunRatingRow, (run_id, identity), with_for_update=True)
+                    created = row is None
+                    if row is None:
+                        row = RunRatingRow(run_id=run_id, identity=identity, created_at=now)
+                        s.add(row)
+                    row.score = score
+                    row.comment = comment
+                    row.definition_id = definition_id
+                    row.updated_at = now
+                return _rating(row), created
+            except IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def unrate(self, run_id: str, identity: str) -> bool:
         async with self.sessions.begin() as s:

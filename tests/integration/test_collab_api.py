@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,37 @@ async def test_ratings_thread_handoffs_provenance_and_every_error(
         assert r.status_code == 201
 
 
+async def test_child_runs_are_rated_and_discussed_by_their_own_id(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
+        parent = {"id": "parent", "steps": [{"id": "sub", "action": "sub_task", "task": "quick"}]}
+        for body in (QUICK, parent):
+            r = await s.http.put(f"/v1/definitions/{body['id']}", json=body, headers=ANA)
+            assert r.status_code == 201, r.text
+        run_id = (await start(s, "parent", source=SOURCE))["run_id"]
+        await finished(s, run_id)
+        (child,) = (await get_run(s, run_id))["children"]
+        child_id = child["run_id"]
+        assert "/" in child_id
+        child_state = await get_run(s, child_id)
+        assert child_state["source"] == SOURCE  # a child keeps its parent's provenance
+        r = await s.http.put(f"/v1/runs/{child_id}/rating", json={"score": "up"}, headers=BOB)
+        assert r.status_code == 201, r.text
+        r = await s.http.post(f"/v1/runs/{child_id}/comments", json={"body": "ok"}, headers=BOB)
+        assert r.status_code == 201, r.text
+        r = await s.http.get(f"/v1/runs/{child_id}/comments", headers=RAE)
+        assert [c["body"] for c in r.json()["items"]] == ["ok"]
+        r = await s.http.get(f"/v1/runs/{child_id}/ratings", headers=RAE)
+        assert r.json()["summary"] == {"up": 1, "down": 0}
+        child_view = await get_run(s, child_id)
+        assert child_view["rating_summary"] == {"up": 1, "down": 0}
+        assert child_view["comment_count"] == 1
+        parent_view = await get_run(s, run_id)
+        assert parent_view["rating_summary"] == {"up": 0, "down": 0}
+        assert parent_view["comment_count"] == 0
+
+
 def _cli(url: str, token: str, *args: str) -> Result:
     os.environ.update(DURATASK_PUBLIC_URL=url, DURATASK_TOKEN=token)
     get_settings.cache_clear()
@@ -250,6 +282,17 @@ async def test_cli_rate_comment_handoff_and_errors(
         assert r.exit_code == 0 and done in r.output and "yes" in r.output, r.output
         state = (await s.http.get(f"/v1/runs/{done}", headers=RAE)).json()
         assert state["rating_summary"] == {"up": 1, "down": 1} and state["comment_count"] == 3
+        r = await cli("k-rae", "run", "show", done)
+        assert r.exit_code == 0, r.output
+        assert "source: kind=chat, conversation_id=conv-42" in r.output
+        assert "up 1 / down 1, 3 comment(s), assigned to bob" in r.output
+        r = await cli("k-ana", "run", "start", "quick", "--source", "kind=chat",
+                      "--source", "conversation_id=c9")  # fmt: skip
+        assert r.exit_code == 0, r.output
+        started = re.search(r"started (run-\S+)", r.output).group(1)  # type: ignore[union-attr]
+        assert (await s.http.get(f"/v1/runs/{started}", headers=RAE)).json()["source"] == {
+            "kind": "chat", "conversation_id": "c9",
+        }  # fmt: skip
 
         # 4xx: non-zero exit with the gateway's reason
         r = await cli("k-ana", "run", "rate", open_, "up")
