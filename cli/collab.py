@@ -103,9 +103,9 @@ def handoffs(
     if not res["items"]:
         out.print(f"nothing was handed to {res['to']}", highlight=False)
         return
-    table = Table("when", "from", "current", Column("note", overflow="fold"))
+    table = Table(Column("when", no_wrap=True), "from", "current", Column("note", overflow="fold"))
     table.columns.insert(0, Column("run", no_wrap=True))
     for h in res["items"]:
-        table.add_row(h["run_id"], h["created_at"][:19], escape(h["author"]),
+        table.add_row(h["run_id"], h["created_at"][:16].replace("T", " "), escape(h["author"]),
                       "yes" if h["current"] else "no", escape(h["body"]))  # fmt: skip
     out.print(table)
