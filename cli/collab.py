@@ -109,3 +109,26 @@ def handoffs(
         table.add_row(h["run_id"], h["created_at"][:16].replace("T", " "), escape(h["author"]),
                       "yes" if h["current"] else "no", escape(h["body"]))  # fmt: skip
     out.print(table)
+
+
+def ratings(
+    definition: str | None = typer.Option(None, "--definition", "-d"),
+    identity: str | None = typer.Option(None, "--by", help="only this identity's ratings"),
+    limit: int = typer.Option(20, "--limit", "-n"),
+) -> None:
+    """Ratings across runs (of one definition, by one person), newest first, with totals."""
+    params: dict[str, Any] = {"limit": limit}
+    if definition:
+        params["definition_id"] = definition
+    if identity:
+        params["identity"] = identity
+    res = Gateway().get("/v1/ratings", params=params)
+    s = res["summary"]
+    out.print(f"up {s['up']}  down {s['down']}  ({res['total']} ratings)", highlight=False)
+    table = Table(Column("run", no_wrap=True), "definition", "score", "by", "when",
+                  Column("comment", overflow="fold"))  # fmt: skip
+    for r in res["items"]:
+        table.add_row(r["run_id"], r.get("definition_id") or "", r["score"], escape(r["identity"]),
+                      r["updated_at"][:16].replace("T", " "), escape(r.get("comment") or ""))  # fmt: skip
+    if res["items"]:
+        out.print(table)

@@ -39,6 +39,7 @@ runs.app.command("rate")(collab.rate)
 runs.app.command("comment")(collab.comment)
 runs.app.command("comments")(collab.comments)
 app.command("handoffs")(collab.handoffs)
+app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
 
 

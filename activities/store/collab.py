@@ -152,6 +152,32 @@ class CollabStore:
             )
             return [_rating(r) for r in rows]
 
+    async def all_ratings(
+        self,
+        definition_id: str | None = None,
+        identity: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Rating], int, int]:
+        """Ratings across runs, newest first, with the up and down totals of the filter."""
+        where = []
+        if definition_id is not None:
+            where.append(RunRatingRow.definition_id == definition_id)
+        if identity is not None:
+            where.append(func.lower(RunRatingRow.identity) == identity.strip().lower())
+        totals = select(RunRatingRow.score, func.count()).where(*where).group_by(RunRatingRow.score)
+        page = (
+            select(RunRatingRow)
+            .where(*where)
+            .order_by(RunRatingRow.updated_at.desc(), RunRatingRow.run_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self.sessions() as s:
+            counts = {score: n for score, n in (await s.execute(totals)).all()}
+            rows = await s.scalars(page)
+            return [_rating(r) for r in rows], counts.get("up", 0), counts.get("down", 0)
+
     # ------------------------------------------------------------ thread
     async def add_comment(
         self, run_id: str, author: str, kind: CommentKind, body: str, to: str | None = None

@@ -211,6 +211,34 @@ async def list_ratings(run_id: str, runs: Runs, collab: Collab, _: Reader) -> Ra
     return RatingList(run_id=run_id, summary=_summary(items), items=items)
 
 
+class RatingReport(BaseModel):
+    definition_id: str | None = None
+    identity: str | None = None
+    summary: RatingSummary
+    total: int
+    items: list[Rating]
+
+
+@router.get("/v1/ratings")
+async def rating_report(
+    collab: Collab,
+    _: Reader,
+    definition_id: str | None = None,
+    identity: str | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> RatingReport:
+    """Ratings across runs (of one definition, by one identity), newest first, with totals."""
+    items, up, down = await collab.all_ratings(definition_id, identity, limit, offset)
+    return RatingReport(
+        definition_id=definition_id,
+        identity=identity,
+        summary=RatingSummary(up=up, down=down),
+        total=up + down,
+        items=items,
+    )
+
+
 # ---------------------------------------------------------------- thread
 
 

@@ -116,6 +116,12 @@ async def test_ratings_thread_handoffs_provenance_and_every_error(
         assert r.status_code == 204
         assert (await http.delete(rate, headers=BOB)).status_code == 404
         assert (await get_run(s, done))["rating_summary"] == {"up": 1, "down": 0}
+        r = await http.get("/v1/ratings", params={"definition_id": "quick"}, headers=RAE)
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["summary"] == {"up": 1, "down": 0} and report["total"] == 1
+        assert report["items"][0]["comment"] == "on reflection"
+        assert (await http.get("/v1/ratings", headers=WES)).status_code == 403
 
         # ---- rating errors
         r = await http.put(f"/v1/runs/{open_}/rating", json={"score": "up"}, headers=ANA)
@@ -278,6 +284,8 @@ async def test_cli_rate_comment_handoff_and_errors(
         assert "up 1  down 1" in out and "assigned to bob" in out and "nice" in out
         assert out.index("first look") < out.index("check the prompt") < out.index("yours")
         assert "handoff -> bob" in out
+        r = await cli("k-rae", "ratings", "--definition", "quick")
+        assert r.exit_code == 0 and "up 1  down 1  (2 ratings)" in r.output, r.output
         r = await cli("k-bob", "handoffs")
         assert r.exit_code == 0 and done in r.output and "yes" in r.output, r.output
         state = (await s.http.get(f"/v1/runs/{done}", headers=RAE)).json()

@@ -36,6 +36,21 @@ async def test_one_rating_per_identity_and_rerating_replaces(collab: CollabStore
     assert [r.identity for r in await collab.ratings("run-1")] == ["ana"]
 
 
+async def test_ratings_across_runs_by_definition_and_identity(collab: CollabStore) -> None:
+    await collab.rate("run-1", "ana", "up", definition_id="greet")
+    await collab.rate("run-2", "Ana", "down", definition_id="greet")
+    await collab.rate("run-2", "bob", "up", definition_id="greet")
+    await collab.rate("run-3", "bob", "down", definition_id="other")
+    items, up, down = await collab.all_ratings(definition_id="greet")
+    assert (up, down) == (2, 1)
+    assert [(r.run_id, r.identity) for r in items] == [
+        ("run-2", "bob"), ("run-2", "Ana"), ("run-1", "ana"),
+    ]  # fmt: skip
+    page, up, down = await collab.all_ratings(identity="ANA", limit=1, offset=1)
+    assert [r.run_id for r in page] == ["run-1"] and (up, down) == (1, 1)
+    assert (await collab.all_ratings(definition_id="none"))[1:] == (0, 0)
+
+
 async def test_thread_is_chronological_and_paginated(collab: CollabStore) -> None:
     for i in range(5):
         await collab.add_comment("run-1", "ana", "comment", f"c{i}")
