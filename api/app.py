@@ -18,7 +18,7 @@ from activities.store.definitions import DefinitionStore
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
-from api.routers import approvals, definitions, events, health, runs
+from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import schedules as schedules_router
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
@@ -70,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(approvals.router)
     app.include_router(schedules_router.router)
     app.include_router(events.router)
+    app.include_router(collab.router)
     return app

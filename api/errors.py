@@ -54,7 +54,10 @@ def unavailable(detail: str) -> ApiError:
 def pydantic_problems(err: ValidationError | RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",))
+        parts = list(e.get("loc", ()))
+        if parts[:1] == ["body"]:  # FastAPI's location prefix (a field may be named body)
+            parts = parts[1:]
+        loc = ".".join(str(p) for p in parts)
         out.append({"field": loc or None, "message": e.get("msg", "invalid")})
     return out
 

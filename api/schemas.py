@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflows.models import Priority, RunState
 
@@ -25,6 +25,31 @@ class StartRunRequest(_Body):
     start_at: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)
     trigger: Literal["api", "cli"] = "api"
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: dict[str, str]) -> dict[str, str]:
+        return check_source(v)
+
+
+SOURCE_MAX_KEYS = 16
+SOURCE_MAX_VALUE = 2048
+
+
+def check_source(source: dict[str, str]) -> dict[str, str]:
+    """Provenance of a run (`kind`: chat | api | schedule | ..., `conversation_id`,
+    `message_id`, `session_id`, `url`, ...): a few short strings, kept in the run."""
+    if len(source) > SOURCE_MAX_KEYS:
+        raise ValueError(f"at most {SOURCE_MAX_KEYS} keys")
+    for key, value in source.items():
+        if not key or len(key) > 64 or not key.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"key {key!r} must be 1-64 letters, digits, '_' or '-'")
+        if len(value) > SOURCE_MAX_VALUE:
+            raise ValueError(f"'{key}' is longer than {SOURCE_MAX_VALUE} characters")
+    url = source.get("url")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError("'url' must be an http(s) URL")
+    return source
 
 
 class CancelRunRequest(_Body):
@@ -66,6 +91,19 @@ class RunSummary(BaseModel):
 class RunPage(BaseModel):
     items: list[RunSummary]
     next_page_token: str | None = None
+
+
+class RatingSummary(BaseModel):
+    up: int = 0
+    down: int = 0
+
+
+class RunView(RunState):
+    """`GET /v1/runs/{id}`: the run's state plus what people said about it (the store)."""
+
+    rating_summary: RatingSummary = Field(default_factory=RatingSummary)
+    comment_count: int = 0
+    assignee: str | None = None
 
 
 class RunResult(BaseModel):

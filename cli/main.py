@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals, client, defs, runs
+from cli import approvals, client, collab, defs, runs
 from cli import schedules as schedules_cli
 from cli.client import die
 from duratask.settings import get_settings
@@ -35,6 +35,11 @@ app.add_typer(runs.app, name="run")
 runs.app.command("approve")(approvals.approve)
 runs.app.command("reject")(approvals.reject)
 app.command("approvals")(approvals.list_approvals)
+runs.app.command("rate")(collab.rate)
+runs.app.command("comment")(collab.comment)
+runs.app.command("comments")(collab.comments)
+app.command("handoffs")(collab.handoffs)
+app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
 
 

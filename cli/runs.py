@@ -52,6 +52,7 @@ def print_state(state: dict[str, Any]) -> None:
         table.add_row(s["id"], s["action"], s["status"], str(s.get("duration_ms") or ""),
                       (text or "")[:120])  # fmt: skip
     out.print(table)
+    _print_collab(state)
     for pending in state.get("pending_approvals") or []:
         out.print(
             f"[magenta]waiting for approval[/magenta] of '{pending['step_id']}' by "
@@ -66,6 +67,22 @@ def print_state(state: dict[str, Any]) -> None:
         out.print(f"[red]{e['code']}[/red]: {e['message']}")
     if state.get("temporal_ui_url"):
         out.print(f"Temporal UI: {state['temporal_ui_url']}")
+
+
+def _print_collab(state: dict[str, Any]) -> None:
+    """Where the run came from, its ratings, thread and assignee (docs/collaboration.md)."""
+    if state.get("source"):
+        origin = ", ".join(f"{k}={v}" for k, v in state["source"].items())
+        out.print(f"source: {escape(origin)}", highlight=False)
+    votes = state.get("rating_summary") or {}
+    parts = [f"up {votes['up']} / down {votes['down']}"] if any(votes.values()) else []
+    if state.get("comment_count"):
+        parts.append(f"{state['comment_count']} comment(s)")
+    if state.get("assignee"):
+        parts.append(f"assigned to {escape(state['assignee'])}")
+    if parts:
+        out.print(", ".join(parts) + f"  (duratask run comments {state['run_id']})",
+                  highlight=False)  # fmt: skip
 
 
 def finish(state: dict[str, Any]) -> None:
@@ -89,6 +106,9 @@ def start(
     timeout: float = typer.Option(300, "--timeout", help="seconds to wait"),
     follow: bool = typer.Option(False, "--follow", "-f", help="watch the run live until it ends"),
     plain: bool = typer.Option(False, "--plain", help="with --follow: one line per event"),
+    source: list[str] = typer.Option(
+        [], "--source", help="provenance key=value, e.g. kind=chat conversation_id=c1 (repeatable)"
+    ),
 ) -> None:
     """Start a run of a definition."""
     body: dict[str, Any] = {
@@ -101,6 +121,8 @@ def start(
                        ("idempotency_key", idempotency_key), ("start_at", start_at)):  # fmt: skip
         if value is not None:
             body[key] = value
+    if source:
+        body["source"] = {k: str(v) for k, v in parse_inputs(source).items()}
     gw = Gateway()
     state = gw.post("/v1/runs", json=body)
     run_id = state["run_id"]

@@ -308,6 +308,8 @@ class RunState(_Model):
     scheduled_for: datetime | None = None
     cancel_reason: str | None = None
     temporal_ui_url: str | None = None
+    # where the run came from (RunMeta.source: chat conversation/message ids, a url, ...)
+    source: dict[str, str] = Field(default_factory=dict)
 
     def step(self, step_id: str) -> StepState:
         for s in self.steps:

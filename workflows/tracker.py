@@ -61,6 +61,7 @@ class RunTracker:
             execution_count=inp.meta.retry_count + 1,
             created_at=inp.meta.created_at,
             scheduled_for=inp.meta.scheduled_for,
+            source=dict(inp.meta.source),
         )
         self._step_durations: list[int] = []
         self._output_bytes = 0

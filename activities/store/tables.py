@@ -58,3 +58,43 @@ class FlagRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class RunRatingRow(Base):
+    """One identity's thumbs up/down on a finished run (re-rating replaces it)."""
+
+    __tablename__ = "run_ratings"
+
+    run_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True)
+    score: Mapped[str] = mapped_column(String(8))  # up | down
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    definition_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunCommentRow(Base):
+    """One entry of a run's thread: a comment, an operator note or a handoff."""
+
+    __tablename__ = "run_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(512), index=True)
+    author: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # comment | note | handoff
+    body: Mapped[str] = mapped_column(Text)
+    handoff_to: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunAssigneeRow(Base):
+    """Who a run is currently handed to (the latest handoff wins)."""
+
+    __tablename__ = "run_assignees"
+
+    run_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    assignee: Mapped[str] = mapped_column(String(255), index=True)
+    assigned_by: Mapped[str] = mapped_column(String(255))
+    assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    comment_id: Mapped[int] = mapped_column(Integer)

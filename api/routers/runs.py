@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.routers.collab import Collab, with_collab
 from api.run_ids import child_route
 from api.runs_service import RunService
 from api.schemas import (
@@ -18,6 +19,7 @@ from api.schemas import (
     RunPage,
     RunResult,
     RunTree,
+    RunView,
     StartRunRequest,
 )
 from workflows.models import Intervention, RunState
@@ -69,13 +71,15 @@ async def bulk_cancel(body: BulkCancelRequest, runs: Runs, who: Writer) -> dict[
 async def get_run(
     run_id: str,
     runs: Runs,
+    collab: Collab,
     _: Reader,
     tree: bool = Query(False, description="Return the run and all its descendants as a tree"),
-) -> RunState | RunTree:
-    """The run's state; `children` lists the child runs it started, with their status."""
+) -> RunView | RunTree:
+    """The run's state; `children` lists the child runs it started, with their status;
+    `rating_summary`, `comment_count` and `assignee` come from its thread (docs/collaboration.md)."""
     if tree:
         return await runs.tree(run_id)
-    return await runs.get_with_children(run_id)
+    return await with_collab(await runs.get_with_children(run_id), collab)
 
 
 @router.get("/{run_id}/result")
