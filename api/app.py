@@ -18,7 +18,7 @@ from activities.store.definitions import DefinitionStore
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
-from api.routers import approvals, definitions, events, health, runs
+from api.routers import approvals, compare, definitions, events, health, regressions, runs, stats
 from api.routers import schedules as schedules_router
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
@@ -66,8 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(definitions.router)
+    app.include_router(compare.router)  # before runs: `/v1/runs/compare` is not a run id
     app.include_router(runs.router)
     app.include_router(approvals.router)
     app.include_router(schedules_router.router)
     app.include_router(events.router)
+    app.include_router(stats.router)
+    app.include_router(regressions.router)
     return app
