@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals, client, defs, runs
+from cli import approvals, client, defs, insights, runs
 from cli import schedules as schedules_cli
 from cli.client import die
 from duratask.settings import get_settings
@@ -36,6 +36,10 @@ runs.app.command("approve")(approvals.approve)
 runs.app.command("reject")(approvals.reject)
 app.command("approvals")(approvals.list_approvals)
 app.add_typer(schedules_cli.app, name="schedule")
+app.command("stats")(insights.stats)
+app.command("regressions")(insights.regressions)
+runs.app.command("compare")(insights.compare)
+defs.app.command("health")(insights.health)
 
 
 @app.command()

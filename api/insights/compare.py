@@ -172,7 +172,13 @@ def _output_changed(
 ) -> bool | None:
     if not (_settled(sa, a) and _settled(sb, b)):
         return None
+    if _ran(sa) != _ran(sb):
+        return True  # the step ran in one run only
     return digest(sa.output if sa else None) != digest(sb.output if sb else None)
+
+
+def _ran(step: StepState | None) -> bool:
+    return step is not None and step.status in RAN
 
 
 def _settled(step: StepState | None, run: RunState) -> bool:

@@ -23,7 +23,7 @@ EXEC_FINISHED = ("Completed", "Failed", "Canceled", "Terminated", "TimedOut")
 
 
 class Totals(BaseModel):
-    total: float = 0
+    total: int | float = 0
     avg_per_run: float | None = None  # over the ended runs that report it
 
 
@@ -118,9 +118,12 @@ def trigger_counts(records: Sequence[RunRecord]) -> TriggerCounts:
     )
 
 
-def _totals(values: Sequence[float | None], digits: int = 2) -> Totals:
+def _totals(values: Sequence[int | float | None], digits: int = 2) -> Totals:
     known = [v for v in values if v is not None]
     if not known:
         return Totals()
     total = sum(known)
-    return Totals(total=round(total, 8), avg_per_run=round(total / len(known), digits))
+    return Totals(
+        total=total if isinstance(total, int) else round(total, 8),
+        avg_per_run=round(total / len(known), digits),
+    )

@@ -224,3 +224,12 @@ def test_compare_a_running_run_with_what_it_has_so_far() -> None:
     x, y = c.steps
     assert x.output_changed is True and y.output_changed is None
     assert y.b is not None and y.b.duration_ms == 3000
+
+
+def test_a_step_that_ran_in_one_run_only_changed() -> None:
+    a = state("a", RunStatus.completed, [step("x", StepStatus.completed, "hi")])
+    b = state("b", RunStatus.failed, [step("y", StepStatus.failed, None)])
+    x, y = compare(a, b).steps
+    assert (x.step_id, x.b, x.output_changed) == ("x", None, True)
+    assert (y.step_id, y.a, y.output_changed, y.status_changed) == ("y", None, True, True)
+    assert compare(a, b).notes == []
