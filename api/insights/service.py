@@ -16,16 +16,15 @@ from temporalio.service import RPCError
 
 from activities.store.definitions import DefinitionStore
 from api.errors import map_rpc_error, unprocessable
+from api.insights.alerts import RegressionAlerts
 from api.insights.compare import RunComparison, compare
 from api.insights.health import Health, Thresholds, evaluate
 from api.insights.records import count_by_status, run_query, scan
 from api.insights.stats import RunStats, summarize
 from api.runs_service import RunService
-from duratask.logging import get_logger
 from duratask.settings import Settings
 from workflows.durations import parse_duration
 
-log = get_logger(__name__)
 HEALTH_CONCURRENCY = 8
 
 
@@ -52,10 +51,17 @@ def window_start(since: datetime | None, window: str | None, default: str) -> da
 
 
 class InsightsService:
-    def __init__(self, client: Client, store: DefinitionStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        client: Client,
+        store: DefinitionStore,
+        settings: Settings,
+        alerts: RegressionAlerts | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.alerts = alerts
 
     async def stats(
         self, owner: str | None, definition_id: str | None, since: datetime, max_runs: int
@@ -94,12 +100,8 @@ class InsightsService:
             raise map_rpc_error(e) from None
         records.sort(key=lambda r: r.close_time or datetime.min.replace(tzinfo=UTC), reverse=True)
         health = evaluate(definition_id, records, thresholds)
-        if health.status == "regression":
-            log.warning(
-                "regression detected",
-                definition=definition_id,
-                reasons=[r.message for r in health.reasons if r.level == "regression"],
-            )
+        if self.alerts is not None:
+            self.alerts.observe(health)
         return health
 
     async def regressions(self, limit: int) -> Regressions:

@@ -9,21 +9,30 @@ session, and visibility queries see every run in the namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import structlog
+import uvicorn
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
+from duratask.serving import EmbeddedServer
 from duratask.settings import OpenAISettings
 from tests.fakes.openai_server import serve_fake_llm
 from tests.integration.test_run_tree import eventually
-from tests.stack import Stack, run_stack
+from tests.stack import Stack, free_port, run_stack
 
 BOOM = {"provider": "scripted", "name": "script",
         "script": [{"error": {"status": 400, "message": "bad request"}}]}  # fmt: skip
@@ -190,7 +199,41 @@ async def test_compare_runs_side_by_side(stack: Stack) -> None:
     await stack.http.post(f"/v1/runs/{going}/cancel", json={"reason": "test over"})
 
 
-async def test_health_turns_to_regression_on_tokens_and_failures(stack: Stack) -> None:
+@contextlib.asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A loopback endpoint recording the JSON bodies posted to it."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        received.append(await request.json())
+        return JSONResponse({"ok": True})
+
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+    server = EmbeddedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_health_turns_to_regression_on_tokens_and_failures(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    async with (
+        webhook_receiver() as (url, received),
+        run_stack(dev_env, task_queue, tmp_path, notify_webhook_url=url) as stack,
+    ):
+        await check_health(stack, received)
+
+
+async def check_health(stack: Stack, received: list[dict[str, Any]]) -> None:
     sfx = uuid.uuid4().hex[:6]
     did, calm = f"digest-{sfx}", f"calm-{sfx}"
     await stack.put_definition(
@@ -245,7 +288,9 @@ async def test_health_turns_to_regression_on_tokens_and_failures(stack: Stack) -
         h = await health(did)
         return h if h["status"] == "regression" else None
 
-    h = await eventually(regressed)
+    with structlog.testing.capture_logs() as logs:
+        h = await eventually(regressed)
+    assert any(e["event"] == "regression detected" and e["definition"] == did for e in logs)
     (reason,) = h["reasons"]
     assert reason["metric"] == "tokens" and reason["level"] == "regression"
     assert reason["recent"] > reason["baseline"] * 2 and reason["threshold"] == 100
@@ -273,6 +318,13 @@ async def test_health_turns_to_regression_on_tokens_and_failures(stack: Stack) -
     out = await asyncio.to_thread(cli, stack, "def", "health", did)
     assert out.returncode == 0, out.stderr
     assert "regression" in out.stdout and "consecutive_failures" in out.stdout
+
+    # one alert, on the turn to `regression`; later reads that still find it post none
+    alerts = [b for b in received if b["data"]["definition_id"] == did]
+    assert len(alerts) == 1 and alerts[0]["channel"] == "regressions", received
+    assert alerts[0]["data"]["previous"] == "healthy"
+    assert alerts[0]["data"]["reasons"][0]["metric"] == "tokens"
+    assert f"regression detected in {did}" in alerts[0]["message"]
 
     r = await stack.http.get(f"/v1/definitions/nope-{sfx}/health")
     assert r.status_code == 404 and f"nope-{sfx}" in r.json()["detail"]
