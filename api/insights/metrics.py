@@ -45,9 +45,9 @@ def distribution(values: Sequence[float]) -> Distribution:
         return Distribution()
     return Distribution(
         count=len(values),
-        p50=percentile(values, 50),
-        p95=percentile(values, 95),
-        avg=sum(values) / len(values),
+        p50=_round(percentile(values, 50)),
+        p95=_round(percentile(values, 95)),
+        avg=_round(sum(values) / len(values)),
         min=float(min(values)),
         max=float(max(values)),
     )
@@ -58,3 +58,7 @@ def pct_change(baseline: float, recent: float) -> float | None:
     if baseline == 0:
         return None
     return (recent - baseline) * 100 / baseline
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
