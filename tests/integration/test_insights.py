@@ -378,3 +378,38 @@ async def test_cost_regression_after_a_new_version_calls_the_model_twice(
             assert any("different versions" in n for n in c["notes"])
             ask1 = next(x for x in c["steps"] if x["step_id"] == "ask1")
             assert ask1["a"] is None and ask1["b"]["cost_usd"] == 0.002
+
+
+def scripted(delay: float) -> dict[str, Any]:
+    model = {"provider": "scripted", "name": "script", "script": [{"text": "ok", "delay": delay}]}
+    return {"id": "think", "action": "llm_call", "prompt": "go", "model": model}
+
+
+async def test_latency_regression_after_a_slower_version(stack: Stack) -> None:
+    """Version 2's model answers a second later (a scripted `delay`): the duration median
+    doubles and more, past the definition's 100%; compare shows the step's extra second."""
+    did = f"sluggish-{uuid.uuid4().hex[:6]}"
+    body = {"id": did, "steps": [scripted(0.0)],
+            "regression": {"recent": 1, "window": 2, "latency_pct": 100, "min_latency_ms": 300}}  # fmt: skip
+    await stack.put_definition(body)
+    fast = await asyncio.gather(run(stack, did), run(stack, did))
+    await stack.put_definition({**body, "steps": [scripted(1.0)]})
+    slow = await run(stack, did)
+    assert slow["state"]["duration_ms"] >= 1000
+
+    async def regressed() -> dict[str, Any] | None:
+        h = (await stack.http.get(f"/v1/definitions/{did}/health")).json()
+        return h if h["status"] == "regression" else None
+
+    h = await eventually(regressed)
+    (reason,) = h["reasons"]
+    assert reason["metric"] == "duration_ms" and reason["recent"] >= 1000
+    assert reason["recent"] - reason["baseline"] >= 900 and reason["change_pct"] >= 100
+
+    r = await stack.http.get(
+        "/v1/runs/compare", params={"a": fast[0]["run_id"], "b": slow["run_id"]}
+    )
+    c = r.json()
+    assert c["delta"]["duration_ms"] >= 900 and c["delta"]["duration_pct"] >= 100
+    (think,) = c["steps"]
+    assert think["duration_ms"] >= 900 and think["output_changed"] is False
