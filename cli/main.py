@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from cli import approvals, client, defs, runs
-from cli import insights as insights_cli
 from cli import schedules as schedules_cli
 from cli.client import die
+from cli.insights import compare, health, regressions, stats
 from duratask.settings import get_settings
 
 app = typer.Typer(
@@ -37,10 +37,10 @@ runs.app.command("approve")(approvals.approve)
 runs.app.command("reject")(approvals.reject)
 app.command("approvals")(approvals.list_approvals)
 app.add_typer(schedules_cli.app, name="schedule")
-app.command("stats")(insights_cli.stats)
-app.command("regressions")(insights_cli.regressions)
-runs.app.command("compare")(insights_cli.compare)
-defs.app.command("health")(insights_cli.health)
+app.command("stats")(stats)
+app.command("regressions")(regressions)
+runs.app.command("compare")(compare)
+defs.app.command("health")(health)
 
 
 @app.command()
