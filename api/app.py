@@ -20,6 +20,9 @@ from api import errors
 from api.auth import Authenticator
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import schedules as schedules_router
+from api.routers.compare import router as compare_router
+from api.routers.regressions import router as regressions_router
+from api.routers.stats import router as stats_router
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
 from worker.client import connect
@@ -66,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(definitions.router)
+    app.include_router(stats_router)  # insights (docs/insights.md)
+    app.include_router(regressions_router)
+    app.include_router(compare_router)  # before runs: `/v1/runs/compare` is not a run id
     app.include_router(runs.router)
     app.include_router(approvals.router)
     app.include_router(schedules_router.router)

@@ -10,6 +10,7 @@ import typer
 from cli import approvals, client, collab, defs, runs
 from cli import schedules as schedules_cli
 from cli.client import die
+from cli.insights import compare, health, regressions, stats
 from duratask.settings import get_settings
 
 app = typer.Typer(
@@ -41,6 +42,10 @@ runs.app.command("comments")(collab.comments)
 app.command("handoffs")(collab.handoffs)
 app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
+app.command("stats")(stats)
+app.command("regressions")(regressions)
+runs.app.command("compare")(compare)
+defs.app.command("health")(health)
 
 
 @app.command()

@@ -111,6 +111,20 @@ class Settings(BaseSettings):
     events_idle_linger_s: float = 2.0  # keep a run's subscription this long after its last client
     events_query_timeout_s: float = 5.0  # reading a stream by query needs a worker: bound it
 
+    # Insights (docs/insights.md): runs one stats read scans at most, default window,
+    # and the health check's defaults (a definition's `regression` block overrides them)
+    insights_max_runs: int = 5000
+    insights_default_window: str = "7d"
+    regression_latency_pct: float = 50.0
+    regression_tokens_pct: float = 50.0
+    regression_cost_pct: float = 50.0
+    regression_consecutive_failures: int = 3
+    regression_window: int = 20
+    regression_recent: int = 5
+    regression_min_baseline: int = 3
+    regression_min_latency_ms: int = 100
+    regression_max_definitions: int = 200
+
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000
 

@@ -83,6 +83,21 @@ class Limits(_Model):
     _d = field_validator("timeout")(_check_duration)
 
 
+class RegressionSpec(_Model):
+    """Per-definition thresholds of the health check (docs/insights.md); unset: settings.
+
+    Percentages are the rise of the recent runs' median over the baseline's that counts
+    as a regression (half of it is a warning)."""
+
+    latency_pct: float | None = Field(default=None, gt=0)
+    tokens_pct: float | None = Field(default=None, gt=0)
+    cost_pct: float | None = Field(default=None, gt=0)
+    consecutive_failures: int | None = Field(default=None, ge=1)
+    window: int | None = Field(default=None, ge=1, le=1000)  # baseline runs
+    recent: int | None = Field(default=None, ge=1, le=100)  # recent runs compared to it
+    min_latency_ms: int | None = Field(default=None, ge=0)  # smaller slowdowns are noise
+
+
 class _Step(_Model):
     id: str = Field(pattern=STEP_ID_PATTERN)
     label: str | None = None
@@ -217,6 +232,7 @@ class TaskDefinition(_Model):
     limits: Limits = Field(default_factory=Limits)
     steps: list[Step] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
+    regression: RegressionSpec | None = None
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
