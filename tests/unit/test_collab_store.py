@@ -3,6 +3,7 @@ and migration 0003 itself (up from 0002 keeping data, down again)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,13 @@ from tests.helpers import definition
 
 
 @pytest.fixture
-async def collab(tmp_path: Path) -> CollabStore:
+async def collab(tmp_path: Path) -> AsyncIterator[CollabStore]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.db")
     await migrate(engine)
-    return CollabStore(engine)
+    yield CollabStore(engine)
+    # disposed here, not by the garbage collector: that may run inside a later test's
+    # workflow activation, whose event loop cannot take aiosqlite's callbacks
+    await engine.dispose()
 
 
 async def test_one_rating_per_identity_and_rerating_replaces(collab: CollabStore) -> None:

@@ -1,5 +1,6 @@
 """The definition store against a real SQLite file (migrated by Alembic)."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,13 @@ from tests.helpers import definition
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> DefinitionStore:
+async def store(tmp_path: Path) -> AsyncIterator[DefinitionStore]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     await migrate(engine)
-    return DefinitionStore(engine)
+    yield DefinitionStore(engine)
+    # disposed here, not by the garbage collector: that may run inside a later test's
+    # workflow activation, whose event loop cannot take aiosqlite's callbacks
+    await engine.dispose()
 
 
 async def test_versions_are_immutable_and_only_made_on_change(store: DefinitionStore) -> None:
