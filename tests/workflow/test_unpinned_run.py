@@ -1,6 +1,7 @@
 """A run started without a bundle (a schedule following the latest version) resolves
 the definition through the real store activity before its first step."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,11 @@ from workflows.models import RunInput, RunMeta, RunState, Trigger
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> DefinitionStore:
+async def store(tmp_path: Path) -> AsyncIterator[DefinitionStore]:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     await migrate(engine)
-    return DefinitionStore(engine)
+    yield DefinitionStore(engine)
+    await engine.dispose()  # not left to the garbage collector (see tests/unit/test_store.py)
 
 
 def unpinned(definition_id: str, **input: str) -> RunInput:
