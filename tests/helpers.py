@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -53,3 +55,16 @@ async def start(client: Client, task_queue: str, inp: RunInput, **kwargs: Any) -
         task_queue=task_queue,
         **kwargs,
     )
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
+    """Poll `check` until it returns something truthy (visibility is eventually consistent)."""
+
+    async def loop() -> Any:
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.3)
+
+    return await asyncio.wait_for(loop(), timeout)

@@ -339,6 +339,17 @@ class ApprovalDecision(_Model):
     groups: list[str] = Field(default_factory=list)
 
 
+class RunComment(_Model):
+    """A comment, note or handoff written on a running run (the thread lives in the store;
+    this puts it in the run's events and live stream too)."""
+
+    comment_id: int | None = None
+    kind: Literal["comment", "note", "handoff"] = "comment"
+    author: str
+    body: str
+    to: str | None = None
+
+
 class Intervention(_Model):
     mode: Literal["steer", "collect", "followup"]
     message: str

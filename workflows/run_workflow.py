@@ -54,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         PriorityChange,
         ResolveBundleRequest,
         RunCarry,
+        RunComment,
         RunError,
         RunInput,
         RunState,
@@ -71,6 +72,7 @@ DEFAULT_TIMEOUTS = {
     "notify": timedelta(minutes=1),
 }
 HEARTBEAT = timedelta(seconds=10)
+COMMENT_PREVIEW = 500  # characters of a comment kept in the run's events
 
 
 @workflow.defn(name="TaskRunWorkflow", failure_exception_types=[ExpressionError, InputError])
@@ -126,6 +128,16 @@ class TaskRunWorkflow:
     @workflow.signal
     def intervene(self, msg: Intervention) -> None:
         self.agent.intervene(msg)
+
+    @workflow.signal
+    def comment(self, c: RunComment) -> None:
+        """A thread entry (docs/collaboration.md) shown in the run's events, as it happens."""
+        body = c.body if len(c.body) <= COMMENT_PREVIEW else c.body[:COMMENT_PREVIEW] + " [...]"
+        who = f"{c.author} -> {c.to}" if c.kind == "handoff" else c.author
+        self.tracker.emit(
+            "run.comment", self.tracker.state.current_step, f"{c.kind} by {who}",
+            kind=c.kind, author=c.author, body=body, to=c.to, comment_id=c.comment_id,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ run
     @workflow.run

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from activities.store.collab import (
     Assignment,
@@ -32,7 +33,8 @@ from api.runs_service import CLOSED_STATUS, RunService
 from api.schemas import RatingSummary, RunView
 from duratask.logging import get_logger
 from workflows import contracts
-from workflows.models import RunState, RunStatus
+from workflows.models import RunComment, RunState, RunStatus
+from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
 router = APIRouter(tags=["collaboration"])
@@ -247,10 +249,22 @@ async def add_comment(
     run_id: str, body: CommentRequest, runs: Runs, collab: Collab, who: Writer
 ) -> Comment:
     """Add a comment, a note, or a handoff (`to` becomes the run's assignee) as the caller."""
-    await _require_run(runs, run_id)
+    desc = await _require_run(runs, run_id)
     comment = await collab.add_comment(run_id, who.identity, body.kind, body.body, body.to)
     log.info("run comment added", run_id=run_id, kind=body.kind, by=who.identity, to=body.to)
+    if desc.status == WorkflowExecutionStatus.RUNNING:
+        await _announce(runs, run_id, comment)
     return comment
+
+
+async def _announce(runs: RunService, run_id: str, c: Comment) -> None:
+    """Put the entry in the running run's events and live stream. The store has it
+    already, so a run that closed meanwhile loses nothing: log it and go on."""
+    entry = RunComment(comment_id=c.id, kind=c.kind, author=c.author, body=c.body, to=c.to)
+    try:
+        await runs.handle(run_id).signal(TaskRunWorkflow.comment, entry)
+    except RPCError as e:
+        log.info("comment not announced to the run", run_id=run_id, reason=e.message)
 
 
 @router.get("/v1/runs/{run_id}/comments")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 
 from cli.main import app as cli_app
 from duratask.settings import get_settings
+from tests.helpers import eventually
 from tests.stack import Stack, run_stack
 
 KEYS: list[dict[str, Any]] = [
@@ -246,6 +247,43 @@ async def test_child_runs_are_rated_and_discussed_by_their_own_id(
         parent_view = await get_run(s, run_id)
         assert parent_view["rating_summary"] == {"up": 0, "down": 0}
         assert parent_view["comment_count"] == 0
+
+
+async def test_comments_on_a_running_run_are_in_its_events_and_stream(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """Written while the run goes: the thread entry is also a `run.comment` event, live;
+    once the run is closed it is only in the thread (the run's history is final)."""
+    async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
+        done, open_ = await setup(s)
+        long_note = "x" * 800
+        for body in ({"body": "looking into it"},
+                     {"body": long_note, "kind": "note"},
+                     {"body": "yours now", "kind": "handoff", "to": "bob"}):  # fmt: skip
+            r = await s.http.post(f"/v1/runs/{open_}/comments", json=body, headers=ANA)
+            assert r.status_code == 201, r.text
+
+        async def announced() -> list[dict[str, Any]] | None:
+            events = (await get_run(s, open_))["events"]
+            found = [e for e in events if e["type"] == "run.comment"]
+            return found if len(found) == 3 else None
+
+        found = await eventually(announced, 30)
+        assert [e["data"]["kind"] for e in found] == ["comment", "note", "handoff"]
+        assert {e["data"]["author"] for e in found} == {"ana@example.com"}
+        assert found[0]["data"]["body"] == "looking into it" and found[0]["step_id"] == "nap"
+        assert len(found[1]["data"]["body"]) < 600  # a long note is cut in the events...
+        r = await s.http.get(f"/v1/runs/{open_}/comments", headers=RAE)
+        assert r.json()["items"][1]["body"] == long_note  # ...and whole in the thread
+        assert found[2]["data"]["to"] == "bob" and "-> bob" in found[2]["message"]
+        page = (await s.http.get(f"/v1/runs/{open_}/events", params={"types": "run.comment"},
+                                 headers={**RAE, "Accept": "application/json"})).json()  # fmt: skip
+        assert [e["data"]["kind"] for e in page["events"]] == ["comment", "note", "handoff"]
+        # a closed run takes the comment into its thread only
+        r = await s.http.post(f"/v1/runs/{done}/comments", json={"body": "late"}, headers=ANA)
+        assert r.status_code == 201, r.text
+        assert not [e for e in (await get_run(s, done))["events"] if e["type"] == "run.comment"]
+        await s.http.post(f"/v1/runs/{open_}/cancel", json={"reason": "test over"}, headers=ANA)
 
 
 def _cli(url: str, token: str, *args: str) -> Result:

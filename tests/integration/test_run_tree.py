@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from tests.helpers import definition, make_worker, run_input, start
+from tests.helpers import definition, eventually, make_worker, run_input, start
 from tests.stack import Stack
 from workflows.definition import TaskDefinition
 from workflows.run_workflow import TaskRunWorkflow
@@ -41,19 +40,6 @@ PARENT = {
         }
     ],
 }
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60) -> Any:
-    """Poll `check` until it returns something truthy (visibility is eventually consistent)."""
-
-    async def loop() -> Any:
-        while True:
-            value = await check()
-            if value:
-                return value
-            await asyncio.sleep(0.3)
-
-    return await asyncio.wait_for(loop(), timeout)
 
 
 def nodes(tree: dict[str, Any]) -> dict[str, dict[str, Any]]:
