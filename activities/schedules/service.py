@@ -178,7 +178,7 @@ class ScheduleService:
             trigger=Trigger.schedule,
             schedule_id=sid,
             created_by=by,
-            source={"schedule": sid},
+            source={"kind": "schedule", "schedule_id": sid},
         )
         s = self.settings
         config = RunConfig(

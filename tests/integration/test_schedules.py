@@ -150,6 +150,7 @@ async def test_every_2s_produces_runs_marked_schedule(stack: Stack) -> None:
     run = (await stack.http.get(f"/v1/runs/{run_id}")).json()
     assert run["trigger"] == "schedule" and run["schedule_id"] == sid
     assert run["owner"] == "ops" and run["definition_version"] == 1
+    assert run["source"] == {"kind": "schedule", "schedule_id": sid}
 
     async def proactive() -> list[dict[str, Any]] | None:
         items = (await stack.http.get("/v1/runs", params={"trigger": "schedule"})).json()["items"]
