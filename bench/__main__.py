@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import RawWorkflow, noop
+from bench.server import start_dev_server
 from duratask.logging import configure_logging
-from tests.conftest import DEV_SERVER_ARGS
 from tests.stack import run_stack
-from workflows.contracts import SEARCH_ATTRIBUTES
 
 
 def _definition(steps: int) -> dict[str, object]:
@@ -51,12 +47,7 @@ def _fmt(samples: list[float]) -> str:
 
 
 async def main(runs: int) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=shutil.which("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     client = env.client
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import tempfile
 import time
@@ -26,16 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.tools.registry import ToolContext, ToolRegistry
 from bench.baseline import MARKS, RawCancelWorkflow, raw_hang
+from bench.server import start_dev_server
 from duratask.logging import configure_logging
-from tests.conftest import DEV_SERVER_ARGS
 from tests.stack import run_stack
-from workflows.contracts import SEARCH_ATTRIBUTES
 
 
 class HangArgs(BaseModel):
@@ -76,12 +72,7 @@ def _fmt(samples: list[float]) -> str:
 
 
 async def main(runs: int) -> None:
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=shutil.which("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
     definition = {
         "id": "cancel-me",

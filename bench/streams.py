@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import tempfile
 import time
 import uuid
@@ -31,18 +30,15 @@ import httpx
 from httpx_sse import aconnect_sse
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.contrib.workflow_streams import WorkflowStreamClient
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.llm import activity as llm_activity
 from activities.llm.base import DeltaSink
+from bench.server import start_dev_server
 from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
 from duratask.logging import configure_logging
-from tests.conftest import DEV_SERVER_ARGS
 from tests.stack import Stack, run_stack
-from workflows.contracts import SEARCH_ATTRIBUTES
 from workflows.models import LlmRequest, LlmResponse, Usage
 
 TOKEN_TIMES: dict[tuple[str, int], float] = {}  # (run_id, token index) -> when written
@@ -156,12 +152,7 @@ def line(label: str, lags: list[float]) -> str:
 
 async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
     llm_activity.PROVIDERS["bench"] = lambda _s: PacedProvider()
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=shutil.which("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=DEV_SERVER_ARGS,
-    )
+    env = await start_dev_server()
     client = env.client
     raw_queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
     per_k = 1000 / tokens
