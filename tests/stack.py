@@ -12,7 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
@@ -68,10 +68,16 @@ def stack_settings(env: WorkflowEnvironment, task_queue: str, tmp: Path, **kw: A
 
 
 @contextlib.asynccontextmanager
-async def run_gateway(settings: Settings) -> AsyncIterator[str]:
+async def serve_asgi(
+    app: Any, lifespan: Literal["auto", "on", "off"] = "auto", force_exit: bool = False
+) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in this event loop; yields its URL.
+
+    `force_exit` closes open connections at the end instead of waiting for them (fake
+    servers with replies a test abandons mid-way)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
     )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
@@ -83,7 +89,14 @@ async def run_gateway(settings: Settings) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
+        server.force_exit = force_exit
         await task
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(settings: Settings) -> AsyncIterator[str]:
+    async with serve_asgi(create_app(settings), lifespan="on") as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

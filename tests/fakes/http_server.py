@@ -6,14 +6,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from duratask.serving import EmbeddedServer
-from tests.stack import free_port
+from tests.stack import serve_asgi
 
 
 async def ok(_: Request) -> Response:
@@ -52,16 +50,5 @@ APP = Starlette(
 
 @contextlib.asynccontextmanager
 async def serve_http() -> AsyncIterator[str]:
-    port = free_port()
-    server = EmbeddedServer(uvicorn.Config(APP, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        await task
+    async with serve_asgi(APP, force_exit=True) as url:
+        yield url

@@ -21,14 +21,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from duratask.serving import EmbeddedServer
-from tests.stack import free_port
+from tests.stack import serve_asgi
 
 RETRY_AFTER_S = 2
 
@@ -256,18 +254,6 @@ def _completion(model: str, text: str | None, calls: list[dict[str, Any]]) -> di
 @contextlib.asynccontextmanager
 async def serve_fake_llm() -> AsyncIterator[FakeLlmServer]:
     fake = FakeLlmServer()
-    port = free_port()
-    config = uvicorn.Config(fake.app(), host="127.0.0.1", port=port, log_level="warning")
-    server = EmbeddedServer(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    fake.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serve_asgi(fake.app(), force_exit=True) as url:
+        fake.url = url
         yield fake
-    finally:
-        server.should_exit = True
-        server.force_exit = True
-        await task

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import uvicorn
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,11 +27,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.testing import WorkflowEnvironment
 
-from duratask.serving import EmbeddedServer
 from duratask.settings import OpenAISettings
 from tests.fakes.openai_server import serve_fake_llm
 from tests.integration.test_run_tree import eventually
-from tests.stack import Stack, free_port, run_stack
+from tests.stack import Stack, run_stack, serve_asgi
 
 BOOM = {"provider": "scripted", "name": "script",
         "script": [{"error": {"status": 400, "message": "bad request"}}]}  # fmt: skip
@@ -209,19 +207,9 @@ async def webhook_receiver() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         received.append(await request.json())
         return JSONResponse({"ok": True})
 
-    port = free_port()
     app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-    server = EmbeddedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/hook", received
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(app) as url:
+        yield f"{url}/hook", received
 
 
 async def test_health_turns_to_regression_on_tokens_and_failures(
