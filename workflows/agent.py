@@ -39,6 +39,7 @@ from workflows.models import (
     ToolResult,
 )
 from workflows.templates import render_text
+from workflows.tracker import clip
 
 if TYPE_CHECKING:
     from workflows.run_workflow import TaskRunWorkflow
@@ -345,9 +346,7 @@ class AgentLoop:
         s = self.wf.tracker.step(step.id)
         s.model_calls = calls
         s.conversation = [
-            m
-            if m.content is None or len(m.content) <= cut
-            else m.model_copy(update={"content": m.content[:cut] + " [...]"})
+            m if m.content is None else m.model_copy(update={"content": clip(m.content, cut)})
             for m in view
         ]
 

@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
         pending_bundle,
     )
     from workflows.templates import render_text, render_value
-    from workflows.tracker import RunTracker
+    from workflows.tracker import RunTracker, clip
 
 DEFAULT_TIMEOUTS = {
     "llm_call": timedelta(minutes=10),
@@ -132,7 +132,7 @@ class TaskRunWorkflow:
     @workflow.signal
     def comment(self, c: RunComment) -> None:
         """A thread entry (docs/collaboration.md) shown in the run's events, as it happens."""
-        body = c.body if len(c.body) <= COMMENT_PREVIEW else c.body[:COMMENT_PREVIEW] + " [...]"
+        body = clip(c.body, COMMENT_PREVIEW)
         who = f"{c.author} -> {c.to}" if c.kind == "handoff" else c.author
         self.tracker.emit(
             "run.comment", self.tracker.state.current_step, f"{c.kind} by {who}",

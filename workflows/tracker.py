@@ -36,6 +36,11 @@ STATE_OUTPUT_BUDGET = 1_000_000
 PREVIEW_BYTES = 2_000
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, marked when cut: long texts shown in the state."""
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
 class RunTracker:
     def __init__(self, run_id: str, inp: RunInput) -> None:
         root = pending_bundle(inp).root
