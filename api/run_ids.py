@@ -3,7 +3,7 @@
 Child runs have ids with slashes (`<parent>/<step>[/<branch>]`), which `{run_id}` cannot
 match. `{run_id:child_run_id}` takes such ids; it refuses an id whose last segment is a
 sub-resource name, so `/v1/runs/{run_id}/<word>` routes are never shadowed by it. Every
-per-run route is registered for both forms with `per_run_route`, so what works on a run
+per-run route is registered for both forms (`child_route`), so what works on a run
 works on its children (read its events, approve its approval step, steer its agent).
 """
 

@@ -18,8 +18,8 @@ from workflows.models import RunEvent
 
 TOPIC = "events"
 
-# The event types of the stream (docs/events.md describes each). Other branches emit the
-# approval, child, plan and drift types through `RunTracker.emit` under these names.
+# The event types of the stream (docs/events.md describes each). The tracker, approvals.py,
+# children.py and agent.py emit them through `RunTracker.emit` under these names.
 RUN_CREATED = "run.created"
 RUN_SCHEDULED = "run.scheduled"
 RUN_QUEUED = "run.queued"
