@@ -13,8 +13,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from activities.store.db import create_engine, migrate
-from activities.store.definitions import DefinitionStore
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
@@ -25,6 +23,8 @@ from api.routers.regressions import router as regressions_router
 from api.routers.stats import router as stats_router
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
+from duratask.store.db import create_engine, migrate
+from duratask.store.definitions import DefinitionStore
 from worker.client import connect
 
 log = get_logger(__name__)

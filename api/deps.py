@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
-from activities.store.definitions import DefinitionStore
 from api.auth import Authenticator, Principal, require_scope
 from api.errors import unavailable
 from duratask.settings import Settings
+from duratask.store.definitions import DefinitionStore
 from worker.client import connect
 
 

@@ -17,9 +17,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules.service import ScheduleError
-from activities.store.definitions import NotFound
 from duratask.logging import get_logger
+from duratask.schedules.service import ScheduleError
+from duratask.store.definitions import NotFound
 
 log = get_logger(__name__)
 

@@ -26,12 +26,12 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from ulid import ULID
 
-from activities.store.definitions import DefinitionStore, NotFound
 from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
 from api.history import start_input, state_from_input
 from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask.logging import get_logger
 from duratask.settings import Settings
+from duratask.store.definitions import DefinitionStore, NotFound
 from workflows import contracts
 from workflows.definition import ModelSpec
 from workflows.inputs import InputError, resolve_inputs

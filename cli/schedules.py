@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from activities.schedules.service import slugify
 from cli.client import Gateway, die
 from cli.runs import STATUS_STYLE, parse_inputs
+from duratask.schedules.ids import slugify
 
 app = typer.Typer(help="Schedules: cron jobs, intervals, one-time runs.", no_args_is_help=True)
 out = Console()

@@ -18,17 +18,17 @@ from sqlalchemy.pool import NullPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.bundles import StoreActivities
 from activities.llm.activity import LlmActivities
 from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
-from activities.schedules.service import ScheduleService
-from activities.store.activity import StoreActivities
-from activities.store.db import migrate
-from activities.store.definitions import DefinitionStore
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
 from duratask.logging import configure_logging, get_logger
+from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
+from duratask.store.db import migrate
+from duratask.store.definitions import DefinitionStore
 from worker.client import connect
 from workflows.run_workflow import TaskRunWorkflow
 

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.store.definitions import DefinitionStore
 from api.errors import map_rpc_error, unprocessable
 from api.insights.alerts import RegressionAlerts
 from api.insights.compare import RunComparison, compare
@@ -23,6 +22,7 @@ from api.insights.records import count_by_status, run_query, scan
 from api.insights.stats import RunStats, summarize
 from api.runs_service import RunService
 from duratask.settings import Settings
+from duratask.store.definitions import DefinitionStore
 from workflows.durations import parse_duration
 
 HEALTH_CONCURRENCY = 8

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
-from activities.store.collab import (
+from api.auth import Principal
+from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.errors import ApiError, conflict, unprocessable
+from api.run_ids import child_route
+from api.runs_service import CLOSED_STATUS, RunService
+from api.schemas import RatingSummary, RunView
+from duratask.logging import get_logger
+from duratask.store.collab import (
     Assignment,
     CollabStore,
     CollabSummary,
@@ -25,13 +32,6 @@ from activities.store.collab import (
     Rating,
     Score,
 )
-from api.auth import Principal
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
-from api.errors import ApiError, conflict, unprocessable
-from api.run_ids import child_route
-from api.runs_service import CLOSED_STATUS, RunService
-from api.schemas import RatingSummary, RunView
-from duratask.logging import get_logger
 from workflows import contracts
 from workflows.models import RunComment, RunState, RunStatus
 from workflows.run_workflow import TaskRunWorkflow

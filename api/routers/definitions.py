@@ -13,9 +13,9 @@ import yaml
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
-from activities.store.definitions import DefinitionStore, StoredVersion
 from api.deps import Reader, StoreDep, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
+from duratask.store.definitions import DefinitionStore, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 

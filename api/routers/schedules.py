@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from activities.schedules.models import (
+from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from duratask.schedules.models import (
     BackfillRequest,
     PauseRequest,
     ScheduleCreate,
@@ -19,8 +20,7 @@ from activities.schedules.models import (
     SchedulingSwitch,
     TriggerRequest,
 )
-from activities.schedules.service import ScheduleService
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from duratask.schedules.service import ScheduleService
 
 router = APIRouter(tags=["schedules"])
 

@@ -10,9 +10,9 @@ import pytest
 from alembic import command
 from sqlalchemy import Connection, inspect
 
-from activities.store.collab import CollabStore
-from activities.store.db import _alembic_config, create_engine, migrate
-from activities.store.definitions import DefinitionStore
+from duratask.store.collab import CollabStore
+from duratask.store.db import _alembic_config, create_engine, migrate
+from duratask.store.definitions import DefinitionStore
 from tests.helpers import definition
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from activities.schedules.spec import (
+from duratask.schedules.spec import (
     ParsedSpec,
     SpecError,
     describe,

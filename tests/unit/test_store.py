@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from activities.store.db import create_engine, migrate
-from activities.store.definitions import DefinitionStore, NotFound
+from duratask.store.db import create_engine, migrate
+from duratask.store.definitions import DefinitionStore, NotFound
 from tests.helpers import definition
 
 

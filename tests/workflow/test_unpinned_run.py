@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.store.db import create_engine, migrate
-from activities.store.definitions import DefinitionStore
 from duratask.settings import Settings
+from duratask.store.db import create_engine, migrate
+from duratask.store.definitions import DefinitionStore
 from tests.helpers import definition, make_worker, start
 from workflows import contracts
 from workflows.models import RunInput, RunMeta, RunState, Trigger

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from activities.store.tables import FlagRow, ScheduleRow
+from duratask.store.tables import FlagRow, ScheduleRow
 
 ENABLED_FLAG = "scheduling_enabled"
 

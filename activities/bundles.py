@@ -10,7 +10,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.store.definitions import DefinitionStore, NotFound
+from duratask.store.definitions import DefinitionStore, NotFound
 from workflows import contracts
 from workflows.models import DefinitionBundle, ResolveBundleRequest
 

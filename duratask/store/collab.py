@@ -17,7 +17,7 @@ from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from activities.store.tables import RunAssigneeRow, RunCommentRow, RunRatingRow
+from duratask.store.tables import RunAssigneeRow, RunCommentRow, RunRatingRow
 
 Score = Literal["up", "down"]
 CommentKind = Literal["comment", "note", "handoff"]

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from activities.store.tables import DefinitionRow, DefinitionVersionRow
+from duratask.store.tables import DefinitionRow, DefinitionVersionRow
 from workflows.definition import ParallelStep, Step, SubTaskStep, TaskDefinition
 from workflows.models import BundledDefinition, DefinitionBundle
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
-import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import (
     Client,
@@ -44,7 +42,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules.models import (
+from duratask.logging import get_logger
+from duratask.schedules.ids import schedule_id_for
+from duratask.schedules.models import (
     SPEC_FIELDS,
     ScheduleConfig,
     ScheduleCreate,
@@ -52,16 +52,14 @@ from activities.schedules.models import (
     ScheduleView,
     Source,
 )
-from activities.schedules.models import (
+from duratask.schedules.models import (
     ScheduleUpdate as ScheduleUpdateBody,
 )
-from activities.schedules.spec import ParsedSpec, SpecError, describe, parse_every, parse_spec
-from activities.schedules.store import ScheduleStore
-from activities.store.definitions import DefinitionStore, NotFound
-from activities.store.tables import ScheduleRow
-from activities.tools.registry import ToolContext, ToolError
-from duratask.logging import get_logger
+from duratask.schedules.spec import ParsedSpec, SpecError, describe, parse_every, parse_spec
+from duratask.schedules.store import ScheduleStore
 from duratask.settings import Settings
+from duratask.store.definitions import DefinitionStore, NotFound
+from duratask.store.tables import ScheduleRow
 from workflows import contracts
 from workflows.definition import ModelSpec, TaskDefinition
 from workflows.inputs import InputError, resolve_inputs
@@ -103,16 +101,6 @@ class ScheduleError(Exception):
 
 def invalid(message: str) -> ScheduleError:
     return ScheduleError("invalid", message)
-
-
-def slugify(text: str, limit: int = 48) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
-    return slug or "job"
-
-
-def schedule_id_for(name: str, unique: bool = False) -> str:
-    slug = slugify(name.removeprefix("sched-"))
-    return f"sched-{slug}-{secrets.token_hex(3)}" if unique else f"sched-{slug}"
 
 
 def adhoc_definition(
@@ -546,82 +534,25 @@ class ScheduleService:
         log.info("scheduling switched", enabled=enabled, schedules=changed)
         return {"enabled": enabled, ("resumed" if enabled else "paused"): changed}
 
-    # ------------------------------------------------------------ the model's tools
-    async def _require_enabled(self) -> None:
+    # ------------------------------------------------ for the model's scheduling tools
+    async def require_enabled(self) -> None:
         if not await self.index.enabled():
-            raise ToolError(DISABLED_MESSAGE)
+            raise ScheduleError("conflict", DISABLED_MESSAGE)
 
-    async def tool_schedule(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
-        """schedule_task: a run scheduled by a model is owned by that run's owner."""
-        await self._require_enabled()
-        definition_id = args.definition_id
-        if not definition_id:
-            definition = adhoc_definition(args.prompt, name=args.description)
-            await self.store.put(definition, created_by=f"run:{ctx.run_id}")
-            definition_id = definition.id
-        key = hashlib.sha256(ctx.idempotency_key.encode()).hexdigest()[:8]
-        sid = f"sched-{slugify(args.description, 32)}-{key}"
-        cfg = ScheduleConfig(
-            definition_id=definition_id,
-            input=args.input,
-            owner=ctx.owner,
-            description=args.description,
-            cron=args.cron,
-            at=None if args.cron else args.execute_at,
-            start_at=_parse_time(args.execute_at) if args.cron and args.execute_at else None,
-        )
-        existing = await self.index.get(sid)
-        try:
-            view = (
-                await self.get(sid, detail=False)
-                if existing is not None  # a retried tool call: already done
-                else await self._create(sid, cfg, f"run:{ctx.run_id}", "tool")
-            )
-        except ScheduleError as e:
-            raise ToolError(e.message) from None
-        return _task(view)
+    async def create_once(
+        self, sid: str, cfg: ScheduleConfig, by: str, source: Literal["api", "sync", "tool"]
+    ) -> ScheduleView:
+        """Create `sid`, or return it when it exists (a retried tool call: already done)."""
+        if await self.index.get(sid) is not None:
+            return await self.get(sid, detail=False)
+        return await self._create(sid, cfg, by, source)
 
-    async def tool_list(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
-        await self._require_enabled()
-        views = [v for v in await self.list() if v.owner == ctx.owner]
-        tasks = [_task(v) for v in views]
-        if args.status:
-            tasks = [t for t in tasks if t["status"] == args.status]
-        return {"tasks": tasks}
-
-    async def tool_cancel(self, args: Any, ctx: ToolContext) -> dict[str, Any]:
-        await self._require_enabled()
-        row = await self.index.get(args.id)
-        if row is None or row.owner != ctx.owner:
-            raise ToolError(f"no scheduled task with id '{args.id}'")
-        await self.delete(args.id)
-        return {"id": args.id, "cancelled": True}
+    async def owned_by(self, sid: str, owner: str | None) -> bool:
+        row = await self.index.get(sid)
+        return row is not None and row.owner == owner
 
 
 def _spec_view(cfg: ScheduleConfig, parsed: ParsedSpec | None) -> dict[str, Any]:
     given = {k: getattr(cfg, k) for k in SPEC_FIELDS if getattr(cfg, k) is not None}
     kind = next(iter(given), None)
     return given | {"kind": kind, "expression": parsed.expression if parsed else None}
-
-
-def _parse_time(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ToolError(f"execute_at {value!r} is not an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _task(view: ScheduleView) -> dict[str, Any]:
-    """A schedule as the model sees it (the seed's task shape)."""
-    status = {"active": "PENDING", "paused": "PAUSED", "completed": "COMPLETED"}[view.status]
-    nxt = view.next_fire_times[0].isoformat() if view.next_fire_times else None
-    return {
-        "id": view.id,
-        "description": view.description,
-        "status": status,
-        "schedule": view.human,
-        "cron": view.spec.get("cron"),
-        "next_run_at": nxt,
-        "last_result": view.last_result,
-    }

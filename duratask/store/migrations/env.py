@@ -7,7 +7,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from activities.store.tables import Base
+from duratask.store.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")
