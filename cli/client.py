@@ -12,11 +12,11 @@ from typing import Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console
 
+from cli.output import console
 from duratask.settings import STATE_DIR, Settings, get_settings
 
-err = Console(stderr=True)
+err = console(stderr=True)
 DEV_TOKEN_FILE = STATE_DIR / "dev-token"
 # Set by the global `--url` option (or DURATASK_URL); else DURATASK_PUBLIC_URL/HOST/PORT.
 GATEWAY_URL: str | None = None

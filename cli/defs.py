@@ -7,13 +7,13 @@ from pathlib import Path
 
 import typer
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from cli.client import Gateway, die, read_file
+from cli.output import console
 
 app = typer.Typer(help="Task definitions.", no_args_is_help=True)
-out = Console()
+out = console()
 
 
 def _id_of(body: bytes, kind: str, path: Path) -> str:

@@ -28,11 +28,11 @@ import httpx
 import uvicorn
 import yaml
 from pydantic import SecretStr
-from rich.console import Console
 from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
 from temporalio.client import Client
 
 from api.app import create_app
+from cli.output import console
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
@@ -40,7 +40,7 @@ from worker.client import connect, dev_server_flags, ensure_search_attributes
 from worker.main import build_worker
 from workflows.definition import TaskDefinition
 
-out = Console()
+out = console()
 
 DYNAMIC_CONFIG = [
     "matching.useNewMatcher=true",

@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
 from cli.client import Gateway, die
+from cli.output import console
 
 app = typer.Typer(help="Runs of task definitions.", no_args_is_help=True)
-out = Console()
+out = console()
 
 STATUS_STYLE = {
     "completed": "green",

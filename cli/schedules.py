@@ -18,16 +18,16 @@ from typing import Any
 import typer
 import yaml
 from croniter import croniter
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cli.client import Gateway, die
+from cli.output import console
 from cli.runs import STATUS_STYLE, parse_inputs
 from duratask.schedules.ids import slugify
 
 app = typer.Typer(help="Schedules: cron jobs, intervals, one-time runs.", no_args_is_help=True)
-out = Console()
+out = console()
 
 SPEC_KEYS = ("cron", "every", "text", "at")
 COMPARED = (

@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.client import Gateway, die
+from cli.output import console
 
 TERMINAL = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
 MARK = {
@@ -275,8 +276,8 @@ def _detail_of(resp: httpx.Response) -> str:
 def watch(run_id: str, plain: bool | None = None, gw: Gateway | None = None) -> str:
     """Follow the run until it ends; returns its final status."""
     gw = gw or Gateway()
-    err = Console(stderr=True)
-    console = Console()
+    err = console(stderr=True)
+    out = console()
     if plain is None:
         plain = not sys.stdout.isatty()
     if plain:
@@ -288,7 +289,7 @@ def watch(run_id: str, plain: bool | None = None, gw: Gateway | None = None) -> 
         print(f"run {run_id} {final}", flush=True)
         return final
     view = RunView.from_state(gw.get(f"/v1/runs/{run_id}"))
-    with Live(view.render(), console=console, refresh_per_second=8, transient=False) as live:
+    with Live(view.render(), console=out, refresh_per_second=8, transient=False) as live:
 
         def on_event(ev: dict[str, Any]) -> None:
             view.apply(ev)
