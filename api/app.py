@@ -33,7 +33,7 @@ log = get_logger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings)
     await migrate(engine)
     app.state.engine = engine
     app.state.store = DefinitionStore(engine)

@@ -28,7 +28,6 @@ import httpx
 import uvicorn
 import yaml
 from pydantic import SecretStr
-from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
 from temporalio.client import Client
 
 from api.app import create_app
@@ -38,6 +37,7 @@ from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
 from worker.client import connect, dev_server_flags, ensure_search_attributes
 from worker.main import build_worker
+from worker.namespace import set_retention
 from workflows.definition import TaskDefinition
 
 out = console()
@@ -144,19 +144,9 @@ def dev_token() -> str:
 
 
 async def prepare_namespace(client: Client, namespace: str) -> None:
+    with contextlib.suppress(Exception):  # the dev server's default keeps runs only 24h
+        await set_retention(client, namespace, RETENTION_HOURS)
     await ensure_search_attributes(client, namespace)
-    from google.protobuf.duration_pb2 import Duration
-    from temporalio.api.namespace.v1 import NamespaceConfig
-
-    with contextlib.suppress(Exception):  # raise retention from the dev default of 24h
-        await client.workflow_service.update_namespace(
-            UpdateNamespaceRequest(
-                namespace=namespace,
-                config=NamespaceConfig(
-                    workflow_execution_retention_ttl=Duration(seconds=RETENTION_HOURS * 3600)
-                ),
-            )
-        )
 
 
 def example_files(folder: Path) -> list[tuple[Path, dict[str, Any]]]:

@@ -74,6 +74,28 @@ def worker() -> None:
     worker_main()
 
 
+@app.command("temporal-setup")
+def temporal_setup(
+    retention_hours: int = typer.Option(720, "--retention-hours", min=1, help="closed runs kept"),
+) -> None:
+    """Prepare the configured Temporal namespace: create it if missing, set retention,
+    register duratask's search attributes (run once per cluster; idempotent)."""
+    from worker.client import connect
+    from worker.namespace import prepare_namespace
+
+    settings = get_settings()
+
+    async def setup() -> list[str]:
+        client = await connect(settings)
+        return await prepare_namespace(client, settings.namespace, retention_hours)
+
+    added = asyncio.run(setup())
+    typer.echo(
+        f"namespace {settings.namespace}: retention {retention_hours}h, "
+        f"search attributes added: {', '.join(added) or 'none (all present)'}"
+    )
+
+
 @app.command()
 def gateway(
     host: str | None = typer.Option(None, "--host"),

@@ -53,8 +53,14 @@ class Settings(BaseSettings):
     task_queue: str = "duratask"
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
-    # Store
+    # Store: SQLite by default; `postgresql+asyncpg://user:pass@host/db` in production
+    # (the `postgres` extra). Pool settings apply to PostgreSQL only.
     database_url: str = f"sqlite+aiosqlite:///{STATE_DIR}/duratask.db"
+    database_pool_size: int = Field(default=5, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_timeout_s: float = Field(default=30.0, gt=0)
+    database_connect_timeout_s: float = Field(default=10.0, gt=0)
+    database_pool_recycle_s: int = Field(default=1800, ge=-1)
 
     # Gateway
     host: str = "127.0.0.1"

@@ -15,14 +15,28 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from duratask.settings import Settings
+
 HERE = Path(__file__).parent
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
+    """An engine for `url`; PostgreSQL gets the pool sizes and timeouts of `settings`."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_async_engine(url, pool_pre_ping=True)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return create_async_engine(url, pool_pre_ping=True)
+    s = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=s.database_pool_size,
+        max_overflow=s.database_max_overflow,
+        pool_timeout=s.database_pool_timeout_s,
+        pool_recycle=s.database_pool_recycle_s,
+        connect_args={"timeout": s.database_connect_timeout_s},
+    )
 
 
 def _alembic_config() -> Config:

@@ -4,7 +4,6 @@ and migration 0003 itself (up from 0002 keeping data, down again)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -17,8 +16,8 @@ from tests.helpers import definition
 
 
 @pytest.fixture
-async def collab(tmp_path: Path) -> AsyncIterator[CollabStore]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.db")
+async def collab(db_url: str) -> AsyncIterator[CollabStore]:
+    engine = create_engine(db_url)
     await migrate(engine)
     yield CollabStore(engine)
     # disposed here, not by the garbage collector: that may run inside a later test's
@@ -106,8 +105,8 @@ async def test_summary_in_one_query(collab: CollabStore) -> None:
     assert not s.empty
 
 
-async def test_migration_0003_upgrades_an_0002_database_and_downgrades(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+async def test_migration_0003_upgrades_an_0002_database_and_downgrades(db_url: str) -> None:
+    engine = create_engine(db_url)
 
     def to(revision: str, down: bool = False) -> object:
         def run(conn: Connection) -> None:
