@@ -28,36 +28,30 @@ from duratask.settings import Settings
 
 router = APIRouter(prefix="/codec", tags=["codec"])
 
-_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
+_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["payloads"],
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
                 "type": "object",
-                "required": ["payloads"],
                 "properties": {
-                    "payloads": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "metadata": {
-                                    "type": "object",
-                                    "additionalProperties": {"type": "string", "format": "byte"},
-                                },
-                                "data": {"type": "string", "format": "byte"},
-                            },
-                        },
-                    }
+                    "metadata": {
+                        "type": "object",
+                        "additionalProperties": {"type": "string", "format": "byte"},
+                    },
+                    "data": {"type": "string", "format": "byte"},
                 },
-            }
+            },
         }
     },
 }
+_BODY = {"required": True, "content": {"application/json": {"schema": _SCHEMA}}}
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the payloads, run through the codec",
-        "content": {"application/json": {"schema": _BODY["content"]["application/json"]["schema"]}},
+        "content": {"application/json": {"schema": _SCHEMA}},
     },
     400: {"description": "the body is not a codec request"},
     401: {"description": "no or bad bearer token"},
