@@ -2,7 +2,7 @@
 
 One trace follows a run from `POST /v1/runs` (FastAPI instrumentation) through the
 Temporal client and worker (`TracingInterceptor`, which carries the context in
-Temporal headers) to the model provider's HTTP call (httpx instrumentation). Spans are
+Temporal headers) to the model provider's HTTP call (httpx and httpx2 instrumentation). Spans are
 made only when tracing is on, and exported only to an OTLP endpoint named in settings:
 by default nothing is exported and the instrumentation is not even installed.
 
@@ -45,9 +45,14 @@ def setup_tracing(settings: Settings) -> bool:
         trace.set_tracer_provider(provider)
         _installed["provider"] = True
     if not _installed.get("httpx"):
-        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+        # both: the model SDKs (openai, anthropic) use httpx2, the rest of duratask httpx
+        from opentelemetry.instrumentation.httpx import (
+            HTTPX2ClientInstrumentor,
+            HTTPXClientInstrumentor,
+        )
 
         HTTPXClientInstrumentor().instrument()
+        HTTPX2ClientInstrumentor().instrument()
         _installed["httpx"] = True
     return True
 
