@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,20 @@ async def test_metrics_on_the_worker_and_the_gateway_after_a_run(
     # and the SDK's own runtime metrics, on the same endpoint
     assert value(wk, "temporal_workflow_completed_total", task_queue=task_queue) >= 1
     assert value(wk, "temporal_activity_execution_latency_count") >= 1
+
+    # the Grafana dashboard queries only series these two endpoints really expose
+    scraped = {name for name, _ in gw} | {name for name, _ in wk}
+    assert dashboard_series() <= scraped, dashboard_series() - scraped
+
+
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "duratask.json"
+
+
+def dashboard_series() -> set[str]:
+    board = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in board["panels"] for t in p.get("targets", [])]
+    assert exprs
+    return {m for e in exprs for m in re.findall(r"\b(?:duratask|temporal)_[a-z_]+", e)}
 
 
 async def test_metrics_off_is_404(
