@@ -36,6 +36,7 @@ from api.app import create_app
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
+from duratask.telemetry import runtime_for
 from worker.client import connect, dev_server_flags, ensure_search_attributes
 from worker.main import build_worker
 from workflows.definition import TaskDefinition
@@ -256,7 +257,7 @@ async def run_dev(
             )
         settings = settings.model_copy(update={"temporal_address": address})
         try:
-            client = await asyncio.wait_for(connect(settings), 10)
+            client = await asyncio.wait_for(connect(settings, runtime_for(settings)), 10)
         except Exception as e:
             raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
         await prepare_namespace(client, settings.namespace)
