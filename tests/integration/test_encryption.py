@@ -131,6 +131,12 @@ async def test_history_holds_only_ciphertext_and_the_codec_server_opens_it(
     async with encrypted_stack(dev_env, task_queue, tmp_path, keyring(*KEYS)) as s:
         run_id = await run_once(s)
 
+        # the run's event stream (signals and updates, sealed too) reads in clear here
+        events = await s.http.get(
+            f"/v1/runs/{run_id}/events", headers={"Accept": "application/json"}
+        )
+        assert events.status_code == 200 and "run.completed" in events.text
+
         # a client without the codec (the dev env's) sees sealed payloads only
         raw = await dev_env.client.get_workflow_handle(run_id).fetch_history()
         history = json.loads(raw.to_json())
