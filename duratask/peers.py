@@ -62,6 +62,30 @@ def _fingerprint(value: Any) -> str:
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+def _key_ring(value: SecretStr | None) -> str:
+    """Encryption keys as `primary-fingerprint|fp,fp,...`: processes agree when each one
+    can decrypt what the other encrypts (so a key can be added everywhere first, then
+    made primary, in two rolling deploys)."""
+    if value is None:
+        return "none"
+    from duratask.codec import parse_keys
+
+    try:
+        keys = parse_keys(value.get_secret_value())
+    except ValueError:
+        return _fingerprint(value)
+    fps = [_fingerprint(f"{kid}:{key.hex()}") for kid, key in keys]
+    return f"{fps[0]}|{','.join(sorted(fps))}" if fps else "none"
+
+
+def _rings_agree(a: str, b: str) -> bool:
+    if "|" not in a or "|" not in b:
+        return a == b
+    a_primary, a_all = a.split("|", 1)
+    b_primary, b_all = b.split("|", 1)
+    return a_primary in b_all.split(",") and b_primary in a_all.split(",")
+
+
 def shared_settings(settings: Settings) -> dict[str, str]:
     """What this process must agree on: plain values, or fingerprints of secrets."""
     found: dict[str, str] = {}
@@ -69,6 +93,9 @@ def shared_settings(settings: Settings) -> dict[str, str]:
         if name not in type(settings).model_fields:
             continue
         value = getattr(settings, name)
+        if name == "encryption_keys":
+            found[name] = _key_ring(value)
+            continue
         secret = "key" in name or isinstance(value, SecretStr)
         found[name] = _fingerprint(value) if secret else str(value)
     return found
@@ -82,18 +109,22 @@ def compare(mine: dict[str, str], role: str, peer: dict[str, Any]) -> str | None
     """A person-readable difference between this process and `peer`, or None."""
     theirs: dict[str, str] = peer.get("shared", {})
     for name, value in mine.items():
-        if name in theirs and theirs[name] != value:
-            shown = (
-                f"differs (secret: compare fingerprints {value} here, {theirs[name]} there)"
-                if value.startswith("sha256:")
-                else f"is {value!r} here but {theirs[name]!r}"
-            )
-            return (
-                f"{_env_name(name)} {shown} in the {peer.get('role', 'process')} "
-                f"{peer.get('pid')}@{peer.get('host')} (seen {peer.get('last_seen')}) "
-                f"that shares this store; this {role} refuses to start. Give every gateway "
-                "and worker of one deployment the same value (or DURATASK_CHECK_PEERS=false)."
-            )
+        if name not in theirs or theirs[name] == value:
+            continue
+        if name == "encryption_keys" and _rings_agree(value, theirs[name]):
+            continue
+        secret = value.startswith("sha256:") or "|" in value
+        shown = (
+            f"differs (secret: compare fingerprints {value} here, {theirs[name]} there)"
+            if secret
+            else f"is {value!r} here but {theirs[name]!r}"
+        )
+        return (
+            f"{_env_name(name)} {shown} in the {peer.get('role', 'process')} "
+            f"{peer.get('pid')}@{peer.get('host')} (seen {peer.get('last_seen')}) "
+            f"that shares this store; this {role} refuses to start. Give every gateway "
+            "and worker of one deployment the same value (or DURATASK_CHECK_PEERS=false)."
+        )
     return None
 
 

@@ -142,6 +142,28 @@ class Settings(BaseSettings):
     check_peers: bool = True
     peer_ttl_s: float = Field(default=60.0, gt=1)
 
+    # Encrypted payloads and the codec server (docs/security.md, "Encryption").
+    # `id1:base64key,id2:base64key`: AES-256 keys (32 bytes, base64); the first encrypts,
+    # all decrypt. Unset: payloads are stored as clear JSON.
+    encryption_keys: SecretStr | None = None
+    # Origins that may call /codec/* from a browser (the Temporal Web UI); empty: the
+    # origin of `temporal_ui_url`
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    # A path secret for a Web UI that cannot forward a user's token (`duratask dev`
+    # sets one): /codec/ui/<secret>/decode answers without a bearer token
+    codec_ui_secret: SecretStr | None = None
+    codec_max_body_bytes: int = 8_000_000
+
+    # Observability (docs/observability.md): traces exported by OTLP/HTTP only when an
+    # endpoint is set (`tracing` turns spans on without exporting, for tests and tools);
+    # the worker's Prometheus metrics at `worker_metrics_address` (host:port) when set;
+    # the gateway's at /metrics when `gateway_metrics` is on
+    otlp_endpoint: str | None = None
+    tracing: bool = False
+    service_name: str = "duratask"
+    worker_metrics_address: str | None = None
+    gateway_metrics: bool = True
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

@@ -30,7 +30,9 @@ from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate
 from duratask.store.definitions import DefinitionStore
+from duratask.telemetry import runtime_for, tracing_on
 from worker.client import connect
+from worker.run_metrics import RunMetricsInterceptor
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -87,6 +89,7 @@ def build_worker(
             if activities is not None
             else activities_for(settings, registry, services, store)
         ),
+        interceptors=[RunMetricsInterceptor()],  # runs, tokens, cost (docs/observability.md)
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
@@ -99,7 +102,7 @@ def build_worker(
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect(settings)
+    client = await connect(settings, runtime=runtime_for(settings))
     store = worker_store(settings)
     await migrate(store.engine)
     worker = build_worker(client, settings, store=store)
@@ -112,7 +115,12 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
             pass
     async with joined(store.engine, settings, "worker"):
         log.info(
-            "worker started", task_queue=settings.task_queue, address=settings.temporal_address
+            "worker started",
+            task_queue=settings.task_queue,
+            address=settings.temporal_address,
+            metrics=settings.worker_metrics_address
+            and f"http://{settings.worker_metrics_address}/metrics",
+            tracing=tracing_on(settings),
         )
         async with worker:
             await stop.wait()
