@@ -17,6 +17,7 @@ from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
 from api.routers import approvals, collab, definitions, events, health, runs
+from api.routers import audit as audit_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    app.include_router(audit_router.router)
     return app

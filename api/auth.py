@@ -3,7 +3,8 @@
 Every request carries `Authorization: Bearer <token>`. A token is either a static
 API key from settings (mapped to an identity, scopes and groups) or a JWT verified
 against a shared secret or a JWKS (issuer and audience checked). Scopes:
-`tasks:read`, `tasks:write`, `tasks:approve`. With no keys and no JWT configured and
+`tasks:read`, `tasks:write`, `tasks:approve`, `tasks:admin` (sees and acts on everyone's
+runs, definitions and schedules: duratask/access.py). With no keys and no JWT configured and
 `auth_required` off, the gateway is open and every caller is the local user.
 
 JWTs must carry `exp`; the identity is the `email` claim, else `sub`; scopes come
@@ -24,7 +25,7 @@ from api.errors import ApiError
 from duratask.settings import Settings
 from workflows.approvals import principal_names
 
-SCOPES = ("tasks:read", "tasks:write", "tasks:approve")
+SCOPES = ("tasks:read", "tasks:write", "tasks:approve", "tasks:admin")
 
 
 @dataclass(frozen=True)

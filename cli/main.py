@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli import approvals, client, collab, defs, runs
+from cli import audit as audit_cli
 from cli import schedules as schedules_cli
 from cli.client import die
 from cli.insights import compare, health, regressions, stats
@@ -43,6 +44,7 @@ app.command("handoffs")(collab.handoffs)
 app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
 app.command("stats")(stats)
+app.command("audit")(audit_cli.audit)
 app.command("regressions")(regressions)
 runs.app.command("compare")(compare)
 defs.app.command("health")(health)

@@ -24,6 +24,7 @@ from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
@@ -60,7 +61,8 @@ def worker_store(settings: Settings) -> DefinitionStore:
 
 
 def default_services(client: Client, store: DefinitionStore, settings: Settings) -> dict[str, Any]:
-    return {"schedules": ScheduleService(client, store, settings)}
+    # the scheduling tools act for the run's owner themselves (activities/tools/scheduling.py)
+    return {"schedules": ScheduleService(client, store, settings, SYSTEM)}
 
 
 def build_worker(

@@ -57,6 +57,7 @@ class RunTracker:
             ],
             plan=[PlanItem(step_id=s.id, label=s.title) for s in root.definition.steps],
             owner=inp.meta.owner,
+            team=inp.meta.team,
             priority=inp.meta.priority,
             trigger=inp.meta.trigger,
             schedule_id=inp.meta.schedule_id,

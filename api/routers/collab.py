@@ -2,7 +2,8 @@
 handoffs on any run.
 
 The author of a comment and the rater are always the authenticated caller, never a
-body field. The run must exist in Temporal to be rated or commented on; reading the
+body field. A thread is as visible as its run (duratask/access.py); reports across runs
+(`/v1/ratings`, `/v1/handoffs`) show a non-admin only their own ratings and handoffs. The run must exist in Temporal to be rated or commented on; reading the
 thread or the ratings of a run Temporal no longer keeps (past retention) still works
 while the store has something for it.
 """
@@ -17,11 +18,12 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.deps import Reader, RunsDep, Writer
 from api.errors import ApiError, conflict, unprocessable
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
 from api.schemas import RatingSummary, RunView
+from duratask.access import is_admin
 from duratask.logging import get_logger
 from duratask.store.collab import (
     Assignment,
@@ -50,12 +52,8 @@ def get_collab(request: Request) -> CollabStore:
     return store
 
 
-def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
-    return RunService(client, store, settings)
-
-
 Collab = Annotated[CollabStore, Depends(get_collab)]
-Runs = Annotated[RunService, Depends(run_service)]
+Runs = RunsDep
 
 
 def _no_author_field(data: Any, field: str) -> Any:
@@ -134,9 +132,13 @@ async def _require_run(runs: RunService, run_id: str) -> Any:
 
 
 async def _known(runs: RunService, collab: CollabStore, run_id: str) -> None:
-    """For reads: the store knows the run (it may be past retention) or Temporal does."""
-    if (await collab.summary(run_id)).empty:
+    """For reads: a run the caller may see. Past Temporal's retention its owner is
+    unknown, so only an admin reads what the store still has for it."""
+    try:
         await _require_run(runs, run_id)
+    except ApiError as e:
+        if e.status != 404 or not is_admin(runs.principal) or (await collab.summary(run_id)).empty:
+            raise
 
 
 def _cursor(token: str | None) -> int | None:
@@ -224,13 +226,18 @@ class RatingReport(BaseModel):
 @router.get("/v1/ratings")
 async def rating_report(
     collab: Collab,
-    _: Reader,
+    who: Reader,
     definition_id: str | None = None,
     identity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> RatingReport:
-    """Ratings across runs (of one definition, by one identity), newest first, with totals."""
+    """Ratings across runs (of one definition, by one identity), newest first, with totals.
+    Without `tasks:admin` only the caller's own ratings (`identity` is the caller)."""
+    if not is_admin(who):
+        if identity not in (None, who.identity):
+            raise ApiError(403, f"'{who.identity}' may list only their own ratings")
+        identity = who.identity
     items, up, down = await collab.all_ratings(definition_id, identity, limit, offset)
     return RatingReport(
         definition_id=definition_id,
@@ -297,8 +304,11 @@ async def list_handoffs(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> HandoffPage:
-    """Runs handed to `to` (default: the caller), newest handoff first."""
+    """Runs handed to `to` (default: the caller), newest handoff first. Others' handoffs
+    need `tasks:admin`."""
     target = _handoff_target(who, to)
+    if target != who.identity and not is_admin(who):
+        raise ApiError(403, f"'{who.identity}' may list only the runs handed to them")
     items, nxt = await collab.handoffs(target, page_size, _cursor(page_token), current)
     return HandoffPage(
         to=target,
