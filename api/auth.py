@@ -15,6 +15,7 @@ a space-separated string), which approval steps match as `group:<name>`.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -110,3 +111,34 @@ class Authenticator:
 def require_scope(principal: Principal, scope: str) -> None:
     if not principal.has(scope):
         raise ApiError(403, f"'{principal.identity}' lacks the '{scope}' scope")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def open_bind_refusal(settings: Settings, host: str) -> str | None:
+    """Why the gateway must not start on `host`: auth is open (no keys, no JWT, not
+    required) and `host` is reachable from other machines. None when it may start."""
+    if not Authenticator(settings).open or is_loopback(host) or settings.insecure:
+        return None
+    return (
+        f"refusing to serve on {host} with authentication open: anyone who can reach it "
+        "could start, read and cancel every run. Configure DURATASK_API_KEYS or "
+        "DURATASK_JWT_SECRET / DURATASK_JWT_JWKS_URL (or DURATASK_AUTH_REQUIRED=true), "
+        "bind to 127.0.0.1, or pass --insecure (DURATASK_INSECURE=true) if you really mean it"
+    )
+
+
+def open_auth_warning(settings: Settings) -> str | None:
+    if not Authenticator(settings).open:
+        return None
+    return (
+        "authentication is open: every caller is 'local' with every scope (tasks:admin "
+        "included). Set DURATASK_API_KEYS or a JWT issuer before anyone else can reach it."
+    )

@@ -80,20 +80,31 @@ def worker() -> None:
 def gateway(
     host: str | None = typer.Option(None, "--host"),
     port: int | None = typer.Option(None, "--port"),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="serve with open auth on a non-loopback address (never do)"
+    ),
 ) -> None:
     """Run only the gateway."""
     import uvicorn
 
     from api.app import create_app
-    from duratask.logging import configure_logging
+    from api.auth import open_auth_warning, open_bind_refusal
+    from duratask.logging import configure_logging, get_logger
 
     settings = get_settings()
+    if insecure:
+        settings = settings.model_copy(update={"insecure": True})
     configure_logging(settings.log_level, settings.log_json)
     from duratask.serving import GatewayServer
 
-    config = uvicorn.Config(
-        create_app(settings), host=host or settings.host, port=port or settings.port
-    )
+    bind = host or settings.host
+    refusal = open_bind_refusal(settings, bind)
+    if refusal:
+        die(refusal)
+    warning = open_auth_warning(settings)
+    if warning:
+        get_logger("duratask.gateway").warning(warning, host=bind)
+    config = uvicorn.Config(create_app(settings), host=bind, port=port or settings.port)
     GatewayServer(config).run()  # ends live event streams on shutdown
 
 

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Secure defaults (docs/security.md): serve with open auth on a non-loopback
+    # address only when this is set explicitly (`duratask gateway --insecure`)
+    insecure: bool = False
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

@@ -28,7 +28,7 @@ from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
-from duratask.store.db import migrate
+from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
 from worker.client import connect
 from workflows.run_workflow import TaskRunWorkflow
@@ -57,6 +57,7 @@ def activities_for(
 def worker_store(settings: Settings) -> DefinitionStore:
     """The store for the worker's store activities and schedule service (NullPool: no
     connection outlives its use, so a worker needs no store shutdown)."""
+    private_sqlite(settings.database_url)
     return DefinitionStore(create_async_engine(settings.database_url, poolclass=NullPool))
 
 
