@@ -30,7 +30,7 @@ from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
-from worker.client import connect
+from worker.client import connect, ensure_search_attributes
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -102,6 +102,12 @@ def build_worker(
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     client = await connect(settings)
+    try:  # a fresh cluster (deploy/compose.yaml) has none of duratask's search attributes
+        added = await ensure_search_attributes(client, settings.namespace)
+        if added:
+            log.info("search attributes registered", added=added)
+    except Exception as e:  # e.g. no operator rights: an operator registers them instead
+        log.warning("could not register search attributes", error=str(e))
     store = worker_store(settings)
     await migrate(store.engine)
     worker = build_worker(client, settings, store=store)

@@ -19,12 +19,15 @@ from duratask.settings import get_settings
 from tests.helpers import eventually
 from tests.stack import Stack, run_stack
 
+# one team, `crew`: ana's runs are shared with it, so the others see and discuss them
+CREW = ["crew"]
 KEYS: list[dict[str, Any]] = [
-    {"key": "k-ana", "identity": "ana@example.com", "scopes": ["tasks:read", "tasks:write"]},
-    {"key": "k-bob", "identity": "bob", "scopes": ["tasks:read", "tasks:write"]},
-    {"key": "k-rae", "identity": "Rae", "scopes": ["tasks:read"]},
-    {"key": "k-wes", "identity": "wes", "scopes": ["tasks:write"]},
-]
+    {"key": "k-ana", "identity": "ana@example.com", "scopes": ["tasks:read", "tasks:write"],
+     "groups": CREW},
+    {"key": "k-bob", "identity": "bob", "scopes": ["tasks:read", "tasks:write"], "groups": CREW},
+    {"key": "k-rae", "identity": "Rae", "scopes": ["tasks:read"], "groups": CREW},
+    {"key": "k-wes", "identity": "wes", "scopes": ["tasks:write"], "groups": CREW},
+]  # fmt: skip
 QUICK = {
     "id": "quick",
     "steps": [{"id": "say", "action": "llm_call", "prompt": "Hi"}],
@@ -49,6 +52,7 @@ ANA, BOB, RAE, WES = auth("k-ana"), auth("k-bob"), auth("k-rae"), auth("k-wes")
 
 
 async def start(s: Stack, def_id: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("team", "crew")
     r = await s.http.post("/v1/runs", json={"definition_id": def_id, **body}, headers=ANA)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
