@@ -16,7 +16,6 @@ import asyncio
 import base64
 import hashlib
 from collections import OrderedDict
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -123,7 +122,20 @@ class RunService:
 
     async def describe(self, run_id: str) -> Any:
         """The run's Temporal description; 404 unless it is a duratask run the caller may
-        see (its owner, its team, an admin, or an approver of the step it waits at)."""
+        see: its owner, its team, an admin, an approver of the step it waits at, or (for
+        a child run) whoever may see its root run."""
+        desc = await self._describe(run_id)
+        sa = desc.typed_search_attributes
+        approvers = sa.get(contracts.SA_APPROVERS) or []
+        if may_see(self.principal, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)):
+            return desc
+        if approvers and is_allowed(approvers, self.principal.identity, self.principal.groups):
+            return desc
+        await self._root_visible(run_id)
+        return desc
+
+    async def _describe(self, run_id: str) -> Any:
+        """Temporal's description of `run_id`; 404 if it is unknown or not a duratask run."""
         try:
             desc = await self.handle(run_id).describe()
         except RPCError as e:
@@ -131,46 +143,43 @@ class RunService:
                 raise not_found(f"run '{run_id}'") from None
             raise map_rpc_error(e) from None
         sa = desc.typed_search_attributes
-        facts = (
-            desc.workflow_type == RUN_TYPE,
-            sa.get(contracts.SA_OWNER),
-            sa.get(contracts.SA_TEAM),
-        )
-        _remember(run_id, facts)
-        if not facts[0]:
-            raise not_found(f"run '{run_id}'")
-        if not self._visible(run_id, facts[1], facts[2], sa.get(contracts.SA_APPROVERS)):
+        ours = desc.workflow_type == RUN_TYPE
+        _remember(run_id, (ours, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)))
+        if not ours:
             raise not_found(f"run '{run_id}'")
         return desc
 
-    def _visible(
-        self, run_id: str, owner: str | None, team: str | None, approvers: Sequence[str] | None
-    ) -> bool:
-        if may_see(self.principal, owner, team):
-            return True
-        if approvers and is_allowed(approvers, self.principal.identity, self.principal.groups):
-            return True  # an approver of the step it waits at
-        root = run_id.split("/", 1)[0]  # a child run: its root run's owner and team
-        if root != run_id and root in _KNOWN:
-            ours, root_owner, root_team = _KNOWN[root]
-            return ours and may_see(self.principal, root_owner, root_team)
-        return False
+    async def _root_visible(self, run_id: str) -> None:
+        """For a child run (`<root>/<step>...`): pass if the caller may see (and so
+        change) its root run; 404 otherwise."""
+        root = run_id.split("/", 1)[0]
+        if root == run_id:
+            raise not_found(f"run '{run_id}'")
+        facts = _KNOWN.get(root)
+        if facts is None:
+            try:
+                await self._describe(root)
+            except ApiError:
+                raise not_found(f"run '{run_id}'") from None
+            facts = _KNOWN[root]
+        if not (facts[0] and may_see(self.principal, facts[1], facts[2])):
+            raise not_found(f"run '{run_id}'")
 
     async def may_act(self, run_id: str) -> Any:
         """`describe()` for a change: an approver who may only see the run gets 403."""
         desc = await self.describe(run_id)
         sa = desc.typed_search_attributes
-        owner, team = sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)
-        root = run_id.split("/", 1)[0]
-        if may_see(self.principal, owner, team):
+        if may_see(self.principal, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)):
             return desc
-        if root != run_id and root in _KNOWN and may_see(self.principal, *_KNOWN[root][1:]):
-            return desc
-        raise ApiError(
-            403,
-            f"'{self.principal.identity}' may see run '{run_id}' as an approver, but only "
-            "its owner, its team or an admin may change it",
-        )
+        try:
+            await self._root_visible(run_id)
+        except ApiError:
+            raise ApiError(
+                403,
+                f"'{self.principal.identity}' may see run '{run_id}' as an approver, but "
+                "only its owner, its team or an admin may change it",
+            ) from None
+        return desc
 
     async def known(self, run_id: str) -> bool:
         """Whether the caller may see `run_id`, from the cache when it can (no 404)."""

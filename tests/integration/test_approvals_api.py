@@ -185,6 +185,8 @@ async def test_auth_matrix_and_approving_through_the_gateway(
         busy = r.json()["run_id"]
         await wait_status(s, busy, "running")
         r = await s.http.post(f"/v1/runs/{busy}/approvals", json=ok, headers=auth("k-lead"))
+        assert r.status_code == 404  # not waiting for the lead: not his to see
+        r = await s.http.post(f"/v1/runs/{busy}/approvals", json=ok, headers=auth("k-root"))
         assert r.status_code == 409 and "not waiting for approval" in r.json()["detail"]
         await s.http.post(f"/v1/runs/{busy}/cancel", json={}, headers=auth("k-wes"))
 
