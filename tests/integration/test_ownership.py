@@ -11,6 +11,9 @@ the gateway cancelling a workflow that is not a duratask run at all.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +111,16 @@ async def setup_writer(s: Stack, key: str, prefix: str) -> Owned:
     assert r.status_code == 201, r.text
     parked, parked2, done = runs
     return Owned(f"{prefix}-gated", f"{prefix}-quick", parked, parked2, done, r.json()["id"])
+
+
+async def cli(s: Stack, key: str, *args: str, cwd: Path) -> tuple[int, str]:
+    env = {**os.environ, "DURATASK_TOKEN": key, "DURATASK_PUBLIC_URL": s.url, "COLUMNS": "200"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", *args, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
 
 
 # ---------------------------------------------------------------- the matrix
@@ -292,6 +305,11 @@ async def test_a_writer_cannot_touch_another_writers_run(
         assert acts == [("bob", "run.cancel"), ("bob", "run.priority"), ("bob", "run.start")]
         r = await call(s, "A", "GET", "/v1/audit", params={"resource_id": b.parked})
         assert r.json()["items"] == []  # not ann's to see
+        code, out = await cli(s, "k-bob", "audit", "--id", b.parked, "--json", cwd=tmp_path)
+        assert code == 0, out
+        assert [e["action"] for e in json.loads(out)] == ["run.cancel", "run.priority", "run.start"]
+        code, out = await cli(s, "k-bob", "audit", "--kind", "run", cwd=tmp_path)
+        assert code == 0 and "run.cancel" in out and "bob" in out, out
         r = await call(s, "admin", "GET", "/v1/audit", params={"kind": "run", "limit": 2})
         page = r.json()
         assert len(page["items"]) == 2 and page["next_page_token"]
