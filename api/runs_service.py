@@ -223,6 +223,10 @@ class RunService:
         except NotFound as e:
             raise ApiError(404, str(e)) from None
         try:
+            access.check_child_owners(self.principal, bundle, owner)
+        except AccessDenied as e:
+            raise ApiError(e.status, e.message) from None
+        try:
             inputs = resolve_inputs(bundle.root.definition, req.input)
         except InputError as e:
             raise unprocessable(

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from workflows import contracts
+from workflows.definition import ParallelStep, Step, SubTaskStep
+from workflows.models import DefinitionBundle
 
 ADMIN_SCOPE = "tasks:admin"
 
@@ -114,3 +116,31 @@ def with_visibility(query: str, caller: Caller) -> str:
     if clause is None:
         return query
     return f"{query} AND {clause}" if query.strip() else clause
+
+
+def child_owners(bundle: DefinitionBundle) -> set[str]:
+    """The owners `sub_task` steps in `bundle` name for their child runs."""
+    found: set[str] = set()
+
+    def walk(steps: list[Step]) -> None:
+        for step in steps:
+            if isinstance(step, SubTaskStep) and step.owner:
+                found.add(step.owner)
+            elif isinstance(step, ParallelStep):
+                for branch in step.branches:
+                    walk(branch.steps or [])
+
+    for d in [bundle.root, *bundle.others.values()]:
+        walk(d.definition.steps)
+    return found
+
+
+def check_child_owners(caller: Caller, bundle: DefinitionBundle, owner: str) -> None:
+    """A run may give its child runs another owner (`sub_task` step `owner:`) only when
+    whoever starts it could start runs in that owner's name (`tasks:admin`)."""
+    others = sorted(child_owners(bundle) - {owner})
+    if others and not is_admin(caller):
+        raise AccessDenied(
+            f"definition '{bundle.root.definition.id}' starts child runs owned by "
+            f"{', '.join(others)}: starting it as '{owner}' needs the '{ADMIN_SCOPE}' scope"
+        )

@@ -49,7 +49,15 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from duratask.access import ADMIN_SCOPE, AccessDenied, Caller, is_admin, may_see, resolve_owner
+from duratask.access import (
+    ADMIN_SCOPE,
+    AccessDenied,
+    Caller,
+    check_child_owners,
+    is_admin,
+    may_see,
+    resolve_owner,
+)
 from duratask.logging import get_logger
 from duratask.schedules.ids import schedule_id_for
 from duratask.schedules.models import (
@@ -177,8 +185,11 @@ class ScheduleService:
             if not may_see(self.principal, stored.owner, stored.team):
                 raise NotFound(f"definition '{cfg.definition_id}' not found")
             bundle = await self.store.bundle(cfg.definition_id, cfg.version)
+            check_child_owners(self.principal, bundle, cfg.owner or self.principal.identity)
         except NotFound as e:
             raise ScheduleError("not_found", str(e)) from None
+        except AccessDenied as e:
+            raise ScheduleError("forbidden", e.message) from None
         try:
             inputs = resolve_inputs(bundle.root.definition, cfg.input)
         except InputError as e:

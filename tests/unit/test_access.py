@@ -50,3 +50,22 @@ def test_visibility_clause_is_quoted_and_absent_for_admins() -> None:
         "(DurataskOwner = 'o\\'neil' OR DurataskTeam IN ('a', 'b\\'lue'))"
     )
     assert with_visibility("A = 1", ANN).startswith("A = 1 AND (DurataskOwner = 'ann'")
+
+
+def test_child_runs_owned_by_someone_else_need_admin() -> None:
+    """A `sub_task` step's `owner` would start a run in another's name."""
+    from duratask.access import check_child_owners
+    from tests.helpers import definition, run_input
+
+    child = definition([{"id": "a", "action": "llm_call", "prompt": "x"}], id="child")
+    parent = definition(
+        [{"id": "p", "action": "parallel", "branches": [{"steps": [
+            {"id": "s", "action": "sub_task", "task": "child", "owner": "bob"}]}]}],
+        id="parent",
+    )  # fmt: skip
+    bundle = run_input(parent, others=[child]).bundle
+    assert bundle is not None
+    with pytest.raises(AccessDenied, match=r"owned by bob.*tasks:admin"):
+        check_child_owners(ANN, bundle, "ann")
+    check_child_owners(BOB, bundle, "bob")  # his own name: fine
+    check_child_owners(ROOT, bundle, "ann")
