@@ -26,8 +26,7 @@ class DefinitionService:
         return v
 
     async def get(self, definition_id: str, version: int | None = None) -> StoredVersion:
-        latest = self._check(await self.store.get(definition_id))
-        return latest if version is None else await self.store.get(definition_id, version)
+        return self._check(await self.store.get(definition_id, version))
 
     async def find(self, definition_id: str) -> TaskDefinition | None:
         try:
@@ -39,8 +38,10 @@ class DefinitionService:
         return await self.store.list_latest(limit, offset, visible_to=self.principal)
 
     async def versions(self, definition_id: str) -> list[StoredVersion]:
-        await self.get(definition_id)
-        return await self.store.versions(definition_id)
+        versions = await self.store.versions(definition_id)  # a deleted one's too
+        for v in versions[:1]:
+            self._check(v)
+        return versions
 
     async def put(
         self, definition: TaskDefinition, owner: str | None = None, team: str | None = None

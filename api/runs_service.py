@@ -216,7 +216,7 @@ class RunService:
         except AccessDenied as e:
             raise ApiError(e.status, e.message) from None
         try:
-            stored = await self.store.get(req.definition_id)
+            stored = await self.store.get(req.definition_id, req.version)
             if not may_see(self.principal, stored.owner, stored.team):
                 raise NotFound(f"definition '{req.definition_id}' not found")
             bundle = await self.store.bundle(req.definition_id, req.version)

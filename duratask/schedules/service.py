@@ -181,7 +181,7 @@ class ScheduleService:
 
     async def _run_input(self, sid: str, cfg: ScheduleConfig, by: str | None) -> RunInput:
         try:
-            stored = await self.store.get(cfg.definition_id)
+            stored = await self.store.get(cfg.definition_id, cfg.version)
             if not may_see(self.principal, stored.owner, stored.team):
                 raise NotFound(f"definition '{cfg.definition_id}' not found")
             bundle = await self.store.bundle(cfg.definition_id, cfg.version)
