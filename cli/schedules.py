@@ -236,7 +236,8 @@ def create(
     inputs: list[str] = typer.Option([], "--input", "-i", help="key=value (repeatable)"),
     version: int | None = typer.Option(None, "--version", help="pin a version"),
     priority: str = typer.Option("normal", "--priority"),
-    owner: str | None = typer.Option(None, "--owner"),
+    owner: str | None = typer.Option(None, "--owner", help="another owner (needs tasks:admin)"),
+    team: str | None = typer.Option(None, "--team", help="share with one of your groups"),
     overlap: str = typer.Option("skip", "--overlap"),
     jitter: str | None = typer.Option(None, "--jitter"),
     paused: bool = typer.Option(False, "--paused"),
@@ -247,7 +248,7 @@ def create(
         "definition_id": definition_id, "cron": cron, "every": every, "text": text, "at": at,
         "timezone": tz, "id": schedule_id, "description": description,
         "input": parse_inputs(inputs), "version": version, "priority": priority,
-        "owner": owner, "overlap": overlap, "jitter": jitter, "paused": paused,
+        "owner": owner, "team": team, "overlap": overlap, "jitter": jitter, "paused": paused,
         "pause_on_failure": pause_on_failure,
     }  # fmt: skip
     view = Gateway().post("/v1/schedules", json={k: v for k, v in body.items() if v is not None})
