@@ -154,9 +154,16 @@ class ScheduleService:
         self.index = ScheduleStore(store.engine)
         self.audit = AuditStore(store.engine)
 
-    async def _record(self, action: str, row: ScheduleRow | None, sid: str, **detail: Any) -> None:
+    async def _record(
+        self,
+        action: str,
+        row: ScheduleRow | None,
+        sid: str,
+        actor: str | None = None,
+        **detail: Any,
+    ) -> None:
         await self.audit.record(
-            self.principal.identity, action, "schedule", sid,
+            actor or self.principal.identity, action, "schedule", sid,
             row.owner if row is not None else None, row.team if row is not None else None,
             **detail,
         )  # fmt: skip
@@ -337,8 +344,9 @@ class ScheduleService:
                 raise invalid(f"Temporal rejected the schedule: {e.message}") from None
             raise
         log.info("schedule created", schedule_id=sid, source=source, spec=parsed.expression)
-        await self._record("schedule.create", row, sid, definition_id=cfg.definition_id,
-                           spec=parsed.expression, source=source)  # fmt: skip
+        await self._record("schedule.create", row, sid, actor=identity,  # a tool: run:<id>
+                           definition_id=cfg.definition_id, spec=parsed.expression,
+                           source=source)  # fmt: skip
         return await self.get(sid)
 
     async def _row(self, sid: str) -> ScheduleRow:
