@@ -15,9 +15,10 @@ import yaml
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import DefinitionsDep, Reader, StoreDep, Writer
+from api.definitions_service import DefinitionService
+from api.deps import DefinitionsDep, Reader, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
-from duratask.store.definitions import DefinitionStore, StoredVersion
+from duratask.store.definitions import StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 
@@ -42,14 +43,17 @@ async def parse_body(request: Request) -> dict[str, Any]:
 
 
 async def check_definition(
-    request: Request, store: DefinitionStore, data: dict[str, Any]
+    request: Request, defs: DefinitionService, data: dict[str, Any]
 ) -> TaskDefinition:
+    """The definition, validated; sub-task references resolve only to definitions the
+    caller may see (one they may not see is an unknown task, so its content never
+    reaches a run they start)."""
     try:
         definition = TaskDefinition.model_validate(data)
     except ValidationError as e:
         problems = pydantic_problems(e)
         raise unprocessable(describe_problems(problems), problems=problems) from None
-    others = await _referenced(store, definition)
+    others = await _referenced(defs, definition)
     found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
     if found:
         listed = [p.as_dict() for p in found]
@@ -58,7 +62,7 @@ async def check_definition(
     return definition
 
 
-async def _referenced(store: DefinitionStore, root: TaskDefinition) -> dict[str, TaskDefinition]:
+async def _referenced(defs: DefinitionService, root: TaskDefinition) -> dict[str, TaskDefinition]:
     """Every stored definition reachable from `root` through sub-task references."""
     found: dict[str, TaskDefinition] = {}
     todo = list(root.referenced_tasks())
@@ -66,7 +70,7 @@ async def _referenced(store: DefinitionStore, root: TaskDefinition) -> dict[str,
         ref = todo.pop()
         if ref in found or ref == root.id:
             continue
-        d = await store.find(ref)
+        d = await defs.find(ref)
         if d is not None:
             found[ref] = d
             todo.extend(d.referenced_tasks())
@@ -82,7 +86,6 @@ async def put_definition(
     definition_id: str,
     request: Request,
     response: Response,
-    store: StoreDep,
     defs: DefinitionsDep,
     _: Writer,
     owner: str | None = Query(None, description="at creation; another identity needs tasks:admin"),
@@ -98,7 +101,7 @@ async def put_definition(
         raise unprocessable(
             f"the body's id '{data['id']}' does not match the URL's '{definition_id}'"
         )
-    definition = await check_definition(request, store, data)
+    definition = await check_definition(request, defs, data)
     stored, created = await defs.put(definition, owner, team)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -106,9 +109,9 @@ async def put_definition(
 
 
 @router.post("/validate")
-async def validate_definition(request: Request, store: StoreDep, _: Reader) -> dict[str, Any]:
+async def validate_definition(request: Request, defs: DefinitionsDep, _: Reader) -> dict[str, Any]:
     data = await parse_body(request)
-    definition = await check_definition(request, store, data)
+    definition = await check_definition(request, defs, data)
     return {"valid": True, "id": definition.id, "problems": []}
 
 

@@ -353,6 +353,11 @@ async def test_teams_share_and_others_do_not_see(
                 await asyncio.sleep(0.1)
             else:
                 raise AssertionError(f"{key} listing {run_id}: expected {expect}")
+        peek = {"id": "peek", "steps": [{"id": "s", "action": "sub_task", "task": "blue-job"}]}
+        r = await call(s, "B", "PUT", "/v1/definitions/peek", json=peek)
+        assert r.status_code == 422 and "blue-job" in r.text, r.text  # not his: unknown
+        r = await call(s, "A", "PUT", "/v1/definitions/peek", json=peek)
+        assert r.status_code == 201, r.text
         listed = {d["id"] for d in (await call(s, "B", "GET", "/v1/definitions")).json()["items"]}
         assert "blue-job" not in listed
         r = await call(s, "B", "PUT", "/v1/definitions/blue-job",
