@@ -19,6 +19,7 @@ from activities.tools.registry import build_registry
 from api import errors, observability
 from api.auth import Authenticator
 from api.routers import approvals, collab, definitions, events, health, runs
+from api.routers import audit as audit_router
 from api.routers import codec as codec_router
 from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
@@ -102,4 +103,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(collab.router)
     codec_router.install(app, settings)  # /codec/encode|decode + its CORS (docs/security.md)
     app.include_router(metrics_router.router)  # /metrics (docs/observability.md)
+    app.include_router(audit_router.router)
     return app

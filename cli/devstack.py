@@ -31,7 +31,9 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from api.app import create_app
+from api.auth import SCOPES, is_loopback, open_auth_warning, open_bind_refusal
 from cli.output import console
+from duratask.files import create_private, open_private_append, private_dir
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
@@ -96,12 +98,13 @@ def temporal_command(
 async def temporal_server(
     port: int, ui_port: int, ui: bool, codec_endpoint: str | None = None
 ) -> AsyncIterator[str]:
-    STATE_DIR.mkdir(exist_ok=True)
+    private_dir(STATE_DIR)
     log_path = STATE_DIR / "temporal.log"
     cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db", codec_endpoint)
-    with open(log_path, "ab") as log:
+    with os.fdopen(open_private_append(log_path), "ab") as log:
+        # umask 077 in the server: its SQLite database and journals are created 0600
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, umask=0o077
         )
     address = f"127.0.0.1:{port}"
     try:
@@ -141,12 +144,10 @@ async def _wait_for_temporal(address: str, proc: subprocess.Popen[bytes], log: P
     raise DevError(f"the Temporal dev server did not answer on {address} within 60s: {last}")
 
 
-def dev_token() -> str:
-    STATE_DIR.mkdir(exist_ok=True)
-    path = STATE_DIR / "dev-token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+def dev_token(state_dir: Path = STATE_DIR) -> str:
+    """The dev key, created 0600 on first use (never world-readable, not even briefly)."""
+    path = state_dir / "dev-token"
+    create_private(path, secrets.token_urlsafe(32).encode())
     return path.read_text().strip()
 
 
@@ -221,17 +222,30 @@ async def run_dev(
     for p, what in checks:
         if not port_free(host, p):
             raise DevError(f"port {p} ({what}) is already in use on {host}")
+    os.umask(0o077)  # every state file this process creates is private (0600)
     token = dev_token()
     settings = settings.model_copy(
         update={
             "port": port,
             "api_keys": [
                 *settings.api_keys,
-                ApiKey(key=SecretStr(token), identity=settings.dev_identity),
+                # the local operator: all scopes, admin included (docs/security.md)
+                ApiKey(key=SecretStr(token), identity=settings.dev_identity, scopes=list(SCOPES)),
             ],
         }
     )
     settings, codec_endpoint = dev_codec(settings, host, port)
+    refusal = open_bind_refusal(settings, host)
+    if refusal:
+        raise DevError(refusal)
+    warning = open_auth_warning(settings)
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+    if not is_loopback(host):
+        out.print(
+            f"[yellow]warning:[/yellow] the gateway listens on {host}: anyone holding "
+            ".duratask/dev-token on another machine can act as the local admin"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli import approvals, client, collab, defs, runs
+from cli import audit as audit_cli
 from cli import schedules as schedules_cli
 from cli.client import die
 from cli.insights import compare, health, regressions, stats
@@ -43,6 +44,7 @@ app.command("handoffs")(collab.handoffs)
 app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
 app.command("stats")(stats)
+app.command("audit")(audit_cli.audit)
 app.command("regressions")(regressions)
 runs.app.command("compare")(compare)
 defs.app.command("health")(health)
@@ -100,20 +102,31 @@ def temporal_setup(
 def gateway(
     host: str | None = typer.Option(None, "--host"),
     port: int | None = typer.Option(None, "--port"),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="serve with open auth on a non-loopback address (never do)"
+    ),
 ) -> None:
     """Run only the gateway."""
     import uvicorn
 
     from api.app import create_app
-    from duratask.logging import configure_logging
+    from api.auth import open_auth_warning, open_bind_refusal
+    from duratask.logging import configure_logging, get_logger
 
     settings = get_settings()
+    if insecure:
+        settings = settings.model_copy(update={"insecure": True})
     configure_logging(settings.log_level, settings.log_json)
     from duratask.serving import GatewayServer
 
-    config = uvicorn.Config(
-        create_app(settings), host=host or settings.host, port=port or settings.port
-    )
+    bind = host or settings.host
+    refusal = open_bind_refusal(settings, bind)
+    if refusal:
+        die(refusal)
+    warning = open_auth_warning(settings)
+    if warning:
+        get_logger("duratask.gateway").warning(warning, host=bind)
+    config = uvicorn.Config(create_app(settings), host=bind, port=port or settings.port)
     GatewayServer(config).run()  # ends live event streams on shutdown
 
 

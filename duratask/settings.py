@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     service_name: str = "duratask"
     worker_metrics_address: str | None = None
     gateway_metrics: bool = True
+    # Secure defaults (docs/security.md): serve with open auth on a non-loopback
+    # address only when this is set explicitly (`duratask gateway --insecure`)
+    insecure: bool = False
 
     @property
     def model_provider(self) -> str:

@@ -24,14 +24,15 @@ from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
 from duratask.peers import PeerMismatch, joined
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
-from duratask.store.db import migrate
+from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
 from duratask.telemetry import runtime_for, tracing_on
-from worker.client import connect
+from worker.client import connect, ensure_search_attributes
 from worker.run_metrics import RunMetricsInterceptor
 from workflows.run_workflow import TaskRunWorkflow
 
@@ -59,11 +60,13 @@ def activities_for(
 def worker_store(settings: Settings) -> DefinitionStore:
     """The store for the worker's store activities and schedule service (NullPool: no
     connection outlives its use, so a worker needs no store shutdown)."""
+    private_sqlite(settings.database_url)
     return DefinitionStore(create_async_engine(settings.database_url, poolclass=NullPool))
 
 
 def default_services(client: Client, store: DefinitionStore, settings: Settings) -> dict[str, Any]:
-    return {"schedules": ScheduleService(client, store, settings)}
+    # the scheduling tools act for the run's owner themselves (activities/tools/scheduling.py)
+    return {"schedules": ScheduleService(client, store, settings, SYSTEM)}
 
 
 def build_worker(
@@ -103,6 +106,12 @@ def build_worker(
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     client = await connect(settings, runtime=runtime_for(settings))
+    try:  # a fresh cluster (deploy/compose.yaml) has none of duratask's search attributes
+        added = await ensure_search_attributes(client, settings.namespace)
+        if added:
+            log.info("search attributes registered", added=added)
+    except Exception as e:  # e.g. no operator rights: an operator registers them instead
+        log.warning("could not register search attributes", error=str(e))
     store = worker_store(settings)
     await migrate(store.engine)
     worker = build_worker(client, settings, store=store)

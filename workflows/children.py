@@ -325,6 +325,7 @@ class Children:
             ) from None
         return RunMeta(
             owner=owner or self.wf.tracker.state.owner,
+            team=parent.team,
             priority=prio,
             trigger=Trigger.subtask,
             parent_run_id=self.wf.tracker.state.run_id,
@@ -432,6 +433,8 @@ class Children:
         ]
         if meta.owner:
             attrs.append(SearchAttributePair(contracts.SA_OWNER, meta.owner))
+        if meta.team:  # only runs started with a team (none before teams existed)
+            attrs.append(SearchAttributePair(contracts.SA_TEAM, meta.team))
         return await workflow.start_child_workflow(
             type(self.wf).run,
             spec.inp,

@@ -20,6 +20,7 @@ RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
 SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")
 SA_STATUS = SearchAttributeKey.for_keyword("DurataskStatus")
 SA_OWNER = SearchAttributeKey.for_keyword("DurataskOwner")
+SA_TEAM = SearchAttributeKey.for_keyword("DurataskTeam")  # the owner's team (docs/security.md)
 SA_TRIGGER = SearchAttributeKey.for_keyword("DurataskTrigger")
 SA_PRIORITY = SearchAttributeKey.for_keyword("DurataskPriority")
 SA_PARENT = SearchAttributeKey.for_keyword("DurataskParent")
@@ -41,6 +42,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_TOKENS,
     SA_COST,
     SA_DURATION_MS,
+    SA_TEAM,
 ]
 
 # Error codes (RunError.code / ApplicationError.type)

@@ -87,6 +87,7 @@ class DefinitionBundle(_Model):
 
 class RunMeta(_Model):
     owner: str | None = None
+    team: str | None = None  # one of the owner's groups: the team shares the run
     priority: Priority = Priority.normal
     trigger: Trigger = Trigger.api
     schedule_id: str | None = None
@@ -292,6 +293,7 @@ class RunState(_Model):
     children: list[ChildRun] = Field(default_factory=list)
     # metadata
     owner: str | None = None
+    team: str | None = None
     priority: Priority = Priority.normal
     trigger: Trigger = Trigger.api
     schedule_id: str | None = None
@@ -328,6 +330,7 @@ class CancelRequest(_Model):
 
 class PriorityChange(_Model):
     priority: Priority
+    by: str | None = None  # who changed it (recorded in the run's events)
 
 
 class ApprovalDecision(_Model):

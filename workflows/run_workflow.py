@@ -119,7 +119,7 @@ class TaskRunWorkflow:
         self.priority = change.priority
         self.tracker.state.priority = change.priority
         workflow.upsert_search_attributes([contracts.SA_PRIORITY.value_set(change.priority.value)])
-        self.tracker.emit("run.priority_changed", None, change.priority.value)
+        self.tracker.emit("run.priority_changed", None, change.priority.value, by=change.by)
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:

@@ -45,6 +45,7 @@ class RunTracker:
     def __init__(self, run_id: str, inp: RunInput) -> None:
         root = pending_bundle(inp).root
         self.max_events = inp.config.max_events
+        self.created_by = inp.meta.created_by
         self.sinks: list[EventSink] = []
         self.state = RunState(
             run_id=run_id,
@@ -57,6 +58,7 @@ class RunTracker:
             ],
             plan=[PlanItem(step_id=s.id, label=s.title) for s in root.definition.steps],
             owner=inp.meta.owner,
+            team=inp.meta.team,
             priority=inp.meta.priority,
             trigger=inp.meta.trigger,
             schedule_id=inp.meta.schedule_id,
@@ -103,7 +105,8 @@ class RunTracker:
     def started(self) -> None:
         st = self.state
         created = st.created_at or workflow.info().start_time
-        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value,
+                  by=self.created_by)  # fmt: skip
         if st.scheduled_for:
             self.emit("run.scheduled", message="run scheduled", at=created,
                       scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
