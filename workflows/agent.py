@@ -42,14 +42,14 @@ from workflows.templates import render_text
 from workflows.tracker import clip
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 PLAN_TOOL = "plan"
 _PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
 
 
 class AgentLoop:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         carry = wf.inp.carry.agent if wf.inp.carry else None
         self.carry: AgentCarry | None = carry

@@ -34,7 +34,7 @@ from workflows.models import ApprovalDecision, NotifyRequest, NotifyResult, RunS
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
 NOTIFY_TIMEOUT = timedelta(minutes=1)
@@ -105,7 +105,7 @@ class _Pending:
 
 
 class Approvals:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         self.pending: _Pending | None = None
 

@@ -51,7 +51,7 @@ from workflows.models import (
 from workflows.templates import render_value
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _STEP_REF = re.compile(r"steps\s*(?:\.\s*|\[\s*[\"'])([A-Za-z_][A-Za-z0-9_-]*)")
@@ -77,12 +77,10 @@ class _Outcome:
 
 
 class Children:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         self.running: dict[str, workflow.ChildWorkflowHandle[Any, RunState]] = {}
         self.stopping: set[str] = set()  # children this run cancels itself (fail_fast)
-        # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
-        wf.outputs.update(wf.inp.parent_outputs)
 
     async def run(self, step: SubTaskStep | ParallelStep) -> tuple[Any, bool, str | None]:
         if isinstance(step, SubTaskStep):

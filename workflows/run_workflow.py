@@ -87,7 +87,8 @@ class TaskRunWorkflow:
         self.events = StreamPublisher(self.stream, self.tracker.state.run_id)
         self.tracker.sinks.append(self.events)
         self.priority = inp.meta.priority
-        self.outputs: dict[str, dict[str, Any]] = {}
+        # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
+        self.outputs: dict[str, dict[str, Any]] = dict(inp.parent_outputs)
         self.executions: dict[str, int] = {}
         self.agent = AgentLoop(self)
         self.children = Children(self)
