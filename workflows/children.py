@@ -33,6 +33,7 @@ from workflows.definition import (
     TaskDefinition,
 )
 from workflows.errors import StepFailure, fail
+from workflows.events import EventType
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     BundledDefinition,
@@ -372,7 +373,7 @@ class Children:
             return outcome
         child.status = RunStatus.running
         t.emit(
-            "child.started",
+            EventType.CHILD_STARTED,
             step_id,
             f"{spec.label} started as {spec.run_id}",
             run_id=spec.run_id,
@@ -447,7 +448,7 @@ class Children:
         self.running.pop(spec.run_id, None)
         self.wf.tracker.refresh_details()
         self.wf.tracker.emit(
-            "child.completed",
+            EventType.CHILD_COMPLETED,
             step_id,
             f"{spec.label} ({spec.run_id}) {child.status.value}",
             run_id=spec.run_id,

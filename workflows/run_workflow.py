@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.durations import parse_duration
     from workflows.errors import StepFailure, fail, from_exception
-    from workflows.events import StreamPublisher
+    from workflows.events import EventType, StreamPublisher
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
@@ -111,7 +111,7 @@ class TaskRunWorkflow:
     def request_cancel(self, req: CancelRequest) -> None:
         """Sent just before a cancel so the reason and who asked are recorded."""
         self.tracker.state.cancel_reason = req.reason or None
-        self.tracker.emit("run.cancel_requested", None, req.reason, by=req.requested_by)
+        self.tracker.emit(EventType.RUN_CANCEL_REQUESTED, None, req.reason, by=req.requested_by)
         self.children.forward_cancel(req)
 
     @workflow.signal
@@ -120,7 +120,7 @@ class TaskRunWorkflow:
         self.priority = change.priority
         self.tracker.state.priority = change.priority
         workflow.upsert_search_attributes([contracts.SA_PRIORITY.value_set(change.priority.value)])
-        self.tracker.emit("run.priority_changed", None, change.priority.value)
+        self.tracker.emit(EventType.RUN_PRIORITY_CHANGED, None, change.priority.value)
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:
@@ -136,7 +136,7 @@ class TaskRunWorkflow:
         body = clip(c.body, COMMENT_PREVIEW)
         who = f"{c.author} -> {c.to}" if c.kind == "handoff" else c.author
         self.tracker.emit(
-            "run.comment", self.tracker.state.current_step, f"{c.kind} by {who}",
+            EventType.RUN_COMMENT, self.tracker.state.current_step, f"{c.kind} by {who}",
             kind=c.kind, author=c.author, body=body, to=c.to, comment_id=c.comment_id,
         )  # fmt: skip
 
@@ -174,7 +174,7 @@ class TaskRunWorkflow:
             self._cancelled()
             raise
         t.finish(RunStatus.completed)
-        t.emit("run.completed", None, "run completed")
+        t.emit(EventType.RUN_COMPLETED, None, "run completed")
         return t.state
 
     async def _resolve_bundle(self, inp: RunInput) -> RunInput:
@@ -203,7 +203,7 @@ class TaskRunWorkflow:
         if error.step_id and t.step(error.step_id).status == "running":
             t.step_failed(error.step_id, error)
         t.finish(RunStatus.failed, error)
-        t.emit("run.failed", error.step_id, error.message, code=error.code)
+        t.emit(EventType.RUN_FAILED, error.step_id, error.message, code=error.code)
         raise ApplicationError(
             error.message,
             t.state.model_dump(mode="json"),
@@ -220,7 +220,7 @@ class TaskRunWorkflow:
             RunStatus.cancelled,
             RunError(code=contracts.E_CANCELLED, message=reason, step_id=t.state.current_step),
         )
-        t.emit("run.cancelled", None, reason)
+        t.emit(EventType.RUN_CANCELLED, None, reason)
 
     async def _walk(self) -> None:
         steps = self.definition.steps
@@ -329,7 +329,9 @@ class TaskRunWorkflow:
         i = next(k for k, s in enumerate(steps) if s.id == step.id)
         fallthrough = steps[i + 1].id if i + 1 < len(steps) else END
         target = step.then if result else (step.else_ or fallthrough)
-        self.tracker.emit("step.branch", step.id, f"condition {result} -> {target}", taken=target)
+        self.tracker.emit(
+            EventType.STEP_BRANCH, step.id, f"condition {result} -> {target}", taken=target
+        )
         return {"result": result, "next": target}, False, target
 
     async def _wait(self, step: WaitStep) -> Any:
@@ -381,7 +383,7 @@ class TaskRunWorkflow:
         t = self.tracker
         step_id = t.state.current_step or ""
         count = t.state.continued_as_new + 1
-        t.emit("run.continued_as_new", step_id, "history compacted: continuing as new",
+        t.emit(EventType.RUN_CONTINUED_AS_NEW, step_id, "history compacted: continuing as new",
                execution=count + 1)  # fmt: skip
         state = t.state.model_copy(update={"continued_as_new": count})
         carry = RunCarry(
@@ -413,10 +415,10 @@ class TaskRunWorkflow:
     ) -> ToolResult:
         t = self.tracker
         allowed = self.definition.tools
-        t.emit("run.tool_requested", step.id, f"tool {tool}", tool=tool, call_id=call_id)
+        t.emit(EventType.TOOL_REQUESTED, step.id, f"tool {tool}", tool=tool, call_id=call_id)
         if tool not in allowed:
             msg = f"tool '{tool}' is not allowed in this task (allowed: {', '.join(allowed) or 'none'})"
-            t.emit("run.tool_completed", step.id, msg, tool=tool, call_id=call_id, error=True)
+            t.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=tool, call_id=call_id, error=True)
             return ToolResult(error=msg)
         req = ToolRequest(
             run_id=t.state.run_id,
@@ -432,7 +434,7 @@ class TaskRunWorkflow:
             contracts.TOOL_ACTIVITY, req, ToolResult, step, f"{step.id}: tool {tool}"
         )
         t.emit(
-            "run.tool_completed",
+            EventType.TOOL_COMPLETED,
             step.id,
             f"tool {tool} {'failed' if result.error else 'done'}",
             tool=tool,
