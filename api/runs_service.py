@@ -30,10 +30,10 @@ from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessab
 from api.history import start_input, state_from_input
 from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask.logging import get_logger
+from duratask.run_config import run_config
 from duratask.settings import Settings
 from duratask.store.definitions import DefinitionStore, NotFound
 from workflows import contracts
-from workflows.definition import ModelSpec
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     CancelRequest,
@@ -86,14 +86,7 @@ class RunService:
         return self.client.get_workflow_handle_for(TaskRunWorkflow.run, run_id)
 
     def run_config(self) -> RunConfig:
-        s = self.settings
-        return RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
-            max_output_bytes=s.max_output_bytes,
-            max_subtask_depth=s.max_subtask_depth,
-            continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
-            drift_after_turns=s.agent_drift_after_turns,
-        )
+        return run_config(self.settings)
 
     async def describe(self, run_id: str) -> Any:
         try:
