@@ -23,4 +23,7 @@ def run_config(settings: Settings) -> RunConfig:
         max_subtask_depth=s.max_subtask_depth,
         continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
         drift_after_turns=s.agent_drift_after_turns,
+        max_interruptions=s.step_max_interruptions,
+        continue_as_new_history_events=s.run_continue_as_new_history_events,
+        continue_as_new_history_bytes=s.run_continue_as_new_history_bytes,
     )

@@ -29,6 +29,7 @@ from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate
 from duratask.store.definitions import DefinitionStore
+from worker.attempts import AttemptInterceptor
 from worker.client import connect
 from workflows.run_workflow import TaskRunWorkflow
 
@@ -89,6 +90,8 @@ def build_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
+        # attempt numbers on results, failures and heartbeats (worker/attempts.py)
+        interceptors=[AttemptInterceptor()],
         # heartbeats (and so cancellations: a steer, a cancelled run) reach activities
         # within about a second, not 80% of their heartbeat timeout
         max_heartbeat_throttle_interval=timedelta(seconds=settings.heartbeat_throttle_s),

@@ -42,6 +42,7 @@ class EventType(StrEnum):
     STEP_FAILED = "step.failed"
     STEP_SKIPPED = "step.skipped"
     STEP_BRANCH = "step.branch"
+    STEP_INTERRUPTED = "step.interrupted"
     TOOL_REQUESTED = "run.tool_requested"
     TOOL_COMPLETED = "run.tool_completed"
     LLM_DELTA = "llm.delta"

@@ -19,7 +19,7 @@ from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import contracts
+    from workflows import contracts, retries
     from workflows.agent import AgentLoop
     from workflows.approvals import Approvals
     from workflows.children import Children
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         LlmCallStep,
         NotifyStep,
         ParallelStep,
-        RetrySpec,
         Step,
         SubTaskStep,
         TaskDefinition,
@@ -73,6 +72,8 @@ DEFAULT_TIMEOUTS = {
 }
 HEARTBEAT = timedelta(seconds=10)
 COMMENT_PREVIEW = 500  # characters of a comment kept in the run's events
+# workflow.patched ids (docs/development.md, "Changing workflow code")
+PATCH_INTERRUPTIONS = "worker-interruptions-not-counted"
 
 
 @workflow.defn(name="TaskRunWorkflow", failure_exception_types=[ExpressionError, InputError])
@@ -446,40 +447,71 @@ class TaskRunWorkflow:
     async def activity(
         self, name: str, arg: Any, result_type: type, step: Step, summary: str
     ) -> Any:
+        """Run one activity for `step`: its timeout and retry budget, and a worker going
+        away (shutdown, kill) rescheduled without using that budget (workflows/retries.py)."""
         timeout = (
             parse_duration(step.timeout)
             if step.timeout is not None
             else DEFAULT_TIMEOUTS.get(step.action, timedelta(minutes=5))
         )
-        try:
-            return await workflow.execute_activity(
-                name,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=timeout,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=_retry_policy(step.retry, step.action),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=summary[:200],
-                priority=self.temporal_priority(),
+        interruptible = workflow.patched(PATCH_INTERRUPTIONS)
+        budget = (step.retry or retries.default_spec(step.action)).max_attempts
+        used = 0  # attempts of the work that failed, across reschedulings
+        interrupted = 0
+        state = self.tracker.step(step.id)
+        while True:
+            try:
+                result = await workflow.execute_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=timeout,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=retries.retry_policy(step.retry, step.action, used, interruptible),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=summary[:200],
+                    priority=self.temporal_priority(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # ActivityError: map to the step's structured error
+                if is_cancelled_exception(e):  # the run was cancelled while the activity ran
+                    raise asyncio.CancelledError(str(e)) from None
+                at = retries.interrupted_at(e) if interruptible else None
+                if at is None:
+                    if interruptible:
+                        state.attempts += retries.failed_at(e, max(1, budget - used)) - 1
+                    raise StepFailure(from_exception(e, step.id)) from None
+                # the worker went away: earlier attempts of this scheduling failed for real
+                used += max(at - 1, 0)
+                interrupted += 1
+                state.attempts += max(at, 1)
+                state.interruptions += 1
+                self._interrupted(step, arg, e, interrupted)
+                continue
+            if interruptible:
+                state.attempts += max(getattr(result, "attempt", 1), 1) - 1
+            return result
+
+    def _interrupted(self, step: Step, arg: Any, err: Exception, count: int) -> None:
+        cap = self.inp.config.max_interruptions
+        cause = err.cause if isinstance(err, ActivityError) else None
+        reason = (
+            "worker shut down"
+            if isinstance(cause, ApplicationError)
+            else "worker lost (heartbeat timeout)"
+        )
+        if count > cap:
+            raise fail(
+                contracts.E_WORKER_LOST,
+                f"workers went away {count} times while this step ran (limit {cap}); last: {reason}",
+                step.id,
             )
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # ActivityError: map to the step's structured error
-            if is_cancelled_exception(e):  # the run was cancelled while the activity ran
-                raise asyncio.CancelledError(str(e)) from None
-            raise StepFailure(from_exception(e, step.id)) from None
+        self.tracker.emit(EventType.STEP_INTERRUPTED, step.id, f"{reason}: running it again",
+                          interruptions=count)  # fmt: skip
+        if step.action == "llm_call":  # watchers drop the text streamed so far
+            self.tracker.emit(EventType.LLM_RETRY, step.id, reason, attempt=1,
+                              turn=getattr(arg, "turn", None))  # fmt: skip
 
     def temporal_priority(self) -> Priority:
         return Priority(priority_key=self.priority.key, fairness_key=self.tracker.state.owner)
-
-
-def _retry_policy(spec: RetrySpec | None, action: str) -> RetryPolicy:
-    spec = spec or RetrySpec(max_attempts=5 if action == "llm_call" else 3)
-    return RetryPolicy(
-        maximum_attempts=spec.max_attempts,
-        initial_interval=parse_duration(spec.initial_interval),
-        backoff_coefficient=spec.backoff,
-        maximum_interval=parse_duration(spec.max_interval),
-        non_retryable_error_types=["NonRetryable", "ToolNotAllowed", "InvalidArguments"],
-    )
