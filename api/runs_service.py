@@ -58,6 +58,8 @@ CLOSED_STATUS = {
     WorkflowExecutionStatus.CANCELED: RunStatus.cancelled,
     WorkflowExecutionStatus.TERMINATED: RunStatus.cancelled,
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
+    # an earlier execution of a run that goes on under the same id: not an end
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.running,
 }
 QUERY_TIMEOUT = timedelta(seconds=5)
 MAX_TREE_RUNS = 500  # a tree bigger than this is cut off (children listed, not expanded)
@@ -328,7 +330,9 @@ class RunService:
         page_size: int,
         page_token: str | None,
     ) -> tuple[list[RunSummary], str | None]:
-        clauses = ["WorkflowType = 'TaskRunWorkflow'"]
+        # one row per run: a run that continued as new leaves closed executions behind
+        # under the same id, with the status they had then (docs/runs.md#long-runs)
+        clauses = ["WorkflowType = 'TaskRunWorkflow' AND ExecutionStatus != 'ContinuedAsNew'"]
         for key, value in (
             (contracts.SA_DEFINITION, definition_id),
             (contracts.SA_STATUS, status),

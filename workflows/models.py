@@ -149,6 +149,12 @@ class RunCarry(_Model):
     inputs: dict[str, Any] = Field(default_factory=dict)
     current_step: str
     agent: AgentCarry | None = None
+    # continued between steps: `current_step` has not started yet (else it is resumed)
+    between_steps: bool = False
+    # steps executed so far, against `limits.max_steps`; the run state's output budget
+    executed: int = 0
+    output_bytes: int = 0
+    step_durations: list[int] = Field(default_factory=list)
 
 
 class RunInput(_Model):

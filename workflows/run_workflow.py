@@ -74,6 +74,7 @@ HEARTBEAT = timedelta(seconds=10)
 COMMENT_PREVIEW = 500  # characters of a comment kept in the run's events
 # workflow.patched ids (docs/development.md, "Changing workflow code")
 PATCH_INTERRUPTIONS = "worker-interruptions-not-counted"
+PATCH_CAN_BETWEEN_STEPS = "continue-as-new-between-steps"
 
 
 @workflow.defn(name="TaskRunWorkflow", failure_exception_types=[ExpressionError, InputError])
@@ -95,13 +96,21 @@ class TaskRunWorkflow:
         self.children = Children(self)
         self.approvals = Approvals(self)
         # continue-as-new: pick up where the previous execution stopped
-        self.resume_step: str | None = None
+        self.resume_step: str | None = None  # continued in the middle of this step
+        self.next_step: str | None = None  # continued before this step
+        self.executed = 0  # steps executed, across executions (limits.max_steps)
         if inp.carry is not None:
-            self.tracker.state = inp.carry.state
-            self.outputs = inp.carry.outputs
-            self.executions = inp.carry.executions
-            self.inputs = inp.carry.inputs
-            self.resume_step = inp.carry.current_step
+            carry = inp.carry
+            self.tracker.state = carry.state
+            self.tracker.resume(carry.output_bytes, carry.step_durations)
+            self.outputs = carry.outputs
+            self.executions = carry.executions
+            self.inputs = carry.inputs
+            self.executed = carry.executed
+            if carry.between_steps:
+                self.next_step = carry.current_step
+            else:
+                self.resume_step = carry.current_step
 
     # ------------------------------------------------------------ queries, signals
     @workflow.query
@@ -147,7 +156,7 @@ class TaskRunWorkflow:
         if inp.bundle is None:
             inp = await self._resolve_bundle(inp)
         t = self.tracker
-        if self.resume_step is None:
+        if inp.carry is None:
             t.started()
         timeout = self.definition.limits.timeout
         try:
@@ -226,23 +235,39 @@ class TaskRunWorkflow:
     async def _walk(self) -> None:
         steps = self.definition.steps
         index = {s.id: i for i, s in enumerate(steps)}
-        current = self.resume_step or steps[0].id
-        executed = 0
+        current = self.resume_step or self.next_step or steps[0].id
         limit = self.definition.limits.max_steps
+        first = True
         while current != END:
-            executed += 1
-            if executed > limit:
+            counted = current != self.resume_step  # a resumed step was counted before
+            if counted and self.executed >= limit:
                 raise fail(
                     contracts.E_MAX_STEPS,
                     f"the run executed more than limits.max_steps={limit} steps",
                     current,
                 )
+            if not first and self._history_is_long():
+                await self.continue_as_new(next_step=current)
+            first = False
+            if counted:
+                self.executed += 1
             step = steps[index[current]]
             current = await self._run_step(step, index[current])
         for s in steps:
             self.tracker.step_skipped(s.id, "not on the path taken")
         last = self._last_output()
         self.tracker.state.result = last
+
+    def _history_is_long(self) -> bool:
+        """Time to continue as new (between two steps): docs/runs.md#long-runs."""
+        info = workflow.info()
+        cfg = self.inp.config
+        long = (
+            info.get_current_history_length() >= cfg.continue_as_new_history_events
+            or info.get_current_history_size() >= cfg.continue_as_new_history_bytes
+            or info.is_continue_as_new_suggested()
+        )
+        return long and workflow.patched(PATCH_CAN_BETWEEN_STEPS)
 
     def _last_output(self) -> Any:
         for s in reversed(self.tracker.state.steps):
@@ -374,15 +399,19 @@ class TaskRunWorkflow:
         )
         return {"message": message, "delivered": res.delivered}
 
-    async def continue_as_new(self, agent: AgentCarry | None = None) -> NoReturn:
+    async def continue_as_new(
+        self, agent: AgentCarry | None = None, next_step: str | None = None
+    ) -> NoReturn:
         """Go on in a fresh execution (same workflow id), carrying the whole run along.
 
-        The event stream goes too: its pollers are released first (watchers follow the
-        run into the new execution and resume at their offset), and only its latest
-        `config.stream_carry_limit` items are carried so the new history starts small.
+        Mid-step (the agent loop, `agent`): the step is resumed. Between steps
+        (`next_step`): that step starts in the new execution. The event stream goes too:
+        its pollers are released first (watchers follow the run into the new execution
+        and resume at their offset), and only its latest `config.stream_carry_limit`
+        items are carried so the new history starts small.
         """
         t = self.tracker
-        step_id = t.state.current_step or ""
+        step_id = next_step or t.state.current_step or ""
         count = t.state.continued_as_new + 1
         t.emit(EventType.RUN_CONTINUED_AS_NEW, step_id, "history compacted: continuing as new",
                execution=count + 1)  # fmt: skip
@@ -394,6 +423,10 @@ class TaskRunWorkflow:
             inputs=getattr(self, "inputs", self.inp.input),
             current_step=step_id,
             agent=agent,
+            between_steps=next_step is not None,
+            executed=self.executed,
+            output_bytes=t.output_bytes,
+            step_durations=t.step_durations,
         )
         self.stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)

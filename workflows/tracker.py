@@ -69,8 +69,13 @@ class RunTracker:
             scheduled_for=inp.meta.scheduled_for,
             source=dict(inp.meta.source),
         )
-        self._step_durations: list[int] = []
-        self._output_bytes = 0
+        self.step_durations: list[int] = []
+        self.output_bytes = 0  # of step outputs kept in the state (STATE_OUTPUT_BUDGET)
+
+    def resume(self, output_bytes: int, step_durations: list[int]) -> None:
+        """Continue-as-new: the budgets spent by the earlier executions."""
+        self.output_bytes = output_bytes
+        self.step_durations = list(step_durations)
 
     # ------------------------------------------------------------ events
     def emit(
@@ -176,11 +181,11 @@ class RunTracker:
             output if isinstance(output, str) else json.dumps(output, default=str, sort_keys=True)
         )
         size = len(text.encode())
-        if size <= PREVIEW_BYTES or self._output_bytes + size <= STATE_OUTPUT_BUDGET:
-            self._output_bytes += size
+        if size <= PREVIEW_BYTES or self.output_bytes + size <= STATE_OUTPUT_BUDGET:
+            self.output_bytes += size
             return output, False
         preview = text.encode()[:PREVIEW_BYTES].decode(errors="ignore")
-        self._output_bytes += len(preview)
+        self.output_bytes += len(preview)
         note = f"[truncated in the run state: {size} bytes; the run's outputs exceed {STATE_OUTPUT_BUDGET}]"
         return f"{preview}\n{note}", True
 
@@ -204,7 +209,7 @@ class RunTracker:
         s.completed_at = workflow.now()
         if s.started_at:
             s.duration_ms = _ms(s.started_at, s.completed_at)
-            self._step_durations.append(s.duration_ms)
+            self.step_durations.append(s.duration_ms)
         return s
 
     def _progress(self) -> None:
@@ -215,8 +220,8 @@ class RunTracker:
         done = sum(1 for item in self.state.plan if item.done)
         p = self.state.progress
         p.percent = min(99, int(done * 100 / total))
-        if self._step_durations:
-            avg = sum(self._step_durations) / len(self._step_durations)
+        if self.step_durations:
+            avg = sum(self.step_durations) / len(self.step_durations)
             p.estimated_time_remaining_ms = int(avg * max(0, total - done))
         self.emit(EventType.PROGRESS, self.state.current_step, None, percent=p.percent)
         self._details()  # keep the Web UI's current details at the new percentage
