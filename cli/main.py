@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
@@ -11,12 +10,14 @@ from cli import approvals, client, collab, defs, runs
 from cli import schedules as schedules_cli
 from cli.client import die
 from cli.insights import compare, health, regressions, stats
-from duratask.settings import get_settings
 
 app = typer.Typer(
     help="duratask: durable AI-agent tasks on Temporal.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help and usage errors: Typer's rich help imports ~0.25 s of markdown/rich
+    # modules, more than the rest of start-up (and rich wraps errors at the terminal width)
+    rich_markup_mode=None,
 )
 app.add_typer(defs.app, name="def")
 
@@ -58,7 +59,10 @@ def dev(
     examples: Path = typer.Option(Path("examples"), "--examples", help="definitions to load"),
 ) -> None:
     """Run Temporal, the worker and the gateway together, locally."""
+    import asyncio
+
     from cli.devstack import DevError, run_dev
+    from duratask.settings import get_settings
 
     try:
         asyncio.run(run_dev(get_settings(), temporal_address, port, not no_ui, examples))
@@ -84,6 +88,7 @@ def gateway(
 
     from api.app import create_app
     from duratask.logging import configure_logging
+    from duratask.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
