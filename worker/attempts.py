@@ -46,7 +46,9 @@ class _Inbound(ActivityInboundInterceptor):
         try:
             result = await super().execute_activity(input)
         except asyncio.CancelledError:
-            if activity.is_worker_shutdown():
+            why = activity.cancellation_details()
+            asked = why is not None and (why.cancel_requested or why.paused or why.reset)
+            if activity.is_worker_shutdown() and not asked:  # a real cancel stays a cancel
                 raise ApplicationError(
                     "the worker shut down before this attempt finished",
                     {"attempt": attempt},
