@@ -39,12 +39,12 @@ from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask import access
 from duratask.access import AccessDenied, Caller, may_see, resolve_owner
 from duratask.logging import get_logger
+from duratask.run_config import run_config
 from duratask.settings import Settings
 from duratask.store.audit import AuditStore
 from duratask.store.definitions import DefinitionStore, NotFound
 from workflows import contracts
 from workflows.approvals import is_allowed
-from workflows.definition import ModelSpec
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     CancelRequest,
@@ -69,6 +69,8 @@ CLOSED_STATUS = {
     WorkflowExecutionStatus.CANCELED: RunStatus.cancelled,
     WorkflowExecutionStatus.TERMINATED: RunStatus.cancelled,
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
+    # an earlier execution of a run that goes on under the same id: not an end
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.running,
 }
 QUERY_TIMEOUT = timedelta(seconds=5)
 RUN_TYPE = "TaskRunWorkflow"
@@ -112,14 +114,7 @@ class RunService:
         return self.client.get_workflow_handle_for(TaskRunWorkflow.run, run_id)
 
     def run_config(self) -> RunConfig:
-        s = self.settings
-        return RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
-            max_output_bytes=s.max_output_bytes,
-            max_subtask_depth=s.max_subtask_depth,
-            continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
-            drift_after_turns=s.agent_drift_after_turns,
-        )
+        return run_config(self.settings)
 
     async def describe(self, run_id: str) -> Any:
         """The run's Temporal description; 404 unless it is a duratask run the caller may
@@ -460,7 +455,9 @@ class RunService:
         page_size: int,
         page_token: str | None,
     ) -> tuple[list[RunSummary], str | None]:
-        clauses = [f"WorkflowType = '{RUN_TYPE}'"]
+        # one row per run: a run that continued as new leaves closed executions behind
+        # under the same id, with the status they had then (docs/runs.md#long-runs)
+        clauses = [f"WorkflowType = '{RUN_TYPE}' AND ExecutionStatus != 'ContinuedAsNew'"]
         visible = access.visibility_clause(self.principal)
         if visible:
             clauses.append(visible)

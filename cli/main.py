@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import typer
@@ -12,12 +11,14 @@ from cli import audit as audit_cli
 from cli import schedules as schedules_cli
 from cli.client import die
 from cli.insights import compare, health, regressions, stats
-from duratask.settings import get_settings
 
 app = typer.Typer(
     help="duratask: durable AI-agent tasks on Temporal.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # plain help and usage errors: Typer's rich help imports ~0.25 s of markdown/rich
+    # modules, more than the rest of start-up (and rich wraps errors at the terminal width)
+    rich_markup_mode=None,
 )
 app.add_typer(defs.app, name="def")
 
@@ -60,7 +61,10 @@ def dev(
     examples: Path = typer.Option(Path("examples"), "--examples", help="definitions to load"),
 ) -> None:
     """Run Temporal, the worker and the gateway together, locally."""
+    import asyncio
+
     from cli.devstack import DevError, run_dev
+    from duratask.settings import get_settings
 
     try:
         asyncio.run(run_dev(get_settings(), temporal_address, port, not no_ui, examples))
@@ -82,6 +86,9 @@ def temporal_setup(
 ) -> None:
     """Prepare the configured Temporal namespace: create it if missing, set retention,
     register duratask's search attributes (run once per cluster; idempotent)."""
+    import asyncio
+
+    from duratask.settings import get_settings
     from worker.client import connect
     from worker.namespace import prepare_namespace
 
@@ -112,6 +119,7 @@ def gateway(
     from api.app import create_app
     from api.auth import open_auth_warning, open_bind_refusal
     from duratask.logging import configure_logging, get_logger
+    from duratask.settings import get_settings
 
     settings = get_settings()
     if insecure:

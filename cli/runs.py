@@ -12,7 +12,7 @@ from rich.table import Column, Table
 from cli.client import Gateway, die
 from cli.output import console
 
-app = typer.Typer(help="Runs of task definitions.", no_args_is_help=True)
+app = typer.Typer(help="Runs of task definitions.", no_args_is_help=True, rich_markup_mode=None)
 out = console()
 
 STATUS_STYLE = {

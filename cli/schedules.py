@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
-from croniter import croniter
 from rich.markup import escape
 from rich.table import Table
 
@@ -26,7 +24,11 @@ from cli.output import console
 from cli.runs import STATUS_STYLE, parse_inputs
 from duratask.schedules.ids import slugify
 
-app = typer.Typer(help="Schedules: cron jobs, intervals, one-time runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Schedules: cron jobs, intervals, one-time runs.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 out = console()
 
 SPEC_KEYS = ("cron", "every", "text", "at")
@@ -71,6 +73,8 @@ def _model(value: Any) -> dict[str, Any] | None:
 
 
 def load_job(path: Path) -> Job:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -85,6 +89,8 @@ def load_job(path: Path) -> Job:
     spec = {k: str(data[k]) for k in SPEC_KEYS if data.get(k) is not None}
     if data.get("schedule") is not None:
         text = str(data["schedule"])
+        from croniter import croniter
+
         spec["cron" if croniter.is_valid(text) and len(text.split()) == 5 else "text"] = text
     if len(spec) != 1:
         raise ValueError(f"{path}: give exactly one of schedule / cron / every / text / at")

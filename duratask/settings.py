@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     # address only when this is set explicitly (`duratask gateway --insecure`)
     insecure: bool = False
 
+    # Long runs (docs/runs.md#retries, #long-runs): attempts of one activity call that
+    # workers going away may cut short (not counted as retries) before the step fails;
+    # an interpreted run continues as new between steps once its history reaches this
+    # many events or bytes (or when Temporal suggests it), well below Temporal's limits
+    step_max_interruptions: int = 10
+    run_continue_as_new_history_events: int = 10_000
+    run_continue_as_new_history_bytes: int = 10_000_000
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

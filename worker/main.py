@@ -32,6 +32,7 @@ from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
 from duratask.telemetry import runtime_for, tracing_on
+from worker.attempts import AttemptInterceptor
 from worker.client import connect, ensure_search_attributes
 from worker.run_metrics import RunMetricsInterceptor
 from workflows.run_workflow import TaskRunWorkflow
@@ -92,7 +93,9 @@ def build_worker(
             if activities is not None
             else activities_for(settings, registry, services, store)
         ),
-        interceptors=[RunMetricsInterceptor()],  # runs, tokens, cost (docs/observability.md)
+        # runs, tokens, cost (docs/observability.md); attempt numbers on results, failures
+        # and heartbeats (worker/attempts.py)
+        interceptors=[RunMetricsInterceptor(), AttemptInterceptor()],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),

@@ -28,6 +28,7 @@ from temporalio import workflow
 from workflows import contracts
 from workflows.definition import LlmCallStep, ModelSpec
 from workflows.errors import StepFailure, fail
+from workflows.events import EventType
 from workflows.models import (
     AgentCarry,
     AgentPlanItem,
@@ -42,14 +43,14 @@ from workflows.templates import render_text
 from workflows.tracker import clip
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 PLAN_TOOL = "plan"
 _PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
 
 
 class AgentLoop:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         carry = wf.inp.carry.agent if wf.inp.carry else None
         self.carry: AgentCarry | None = carry
@@ -63,7 +64,7 @@ class AgentLoop:
     # ------------------------------------------------------------ signals
     def intervene(self, msg: Intervention) -> None:
         self.wf.tracker.emit(
-            "intervention.received",
+            EventType.INTERVENTION,
             self.wf.tracker.state.current_step,
             msg.message[:200],
             mode=msg.mode,
@@ -111,7 +112,7 @@ class AgentLoop:
                 return self._output(step, response)
             messages.append(ChatMessage(role="user", content=extra))
             self._publish(step, messages, calls)
-            self.wf.tracker.emit("agent.new_turn", step.id, extra[:200], model_calls=calls)
+            self.wf.tracker.emit(EventType.AGENT_NEW_TURN, step.id, extra[:200], model_calls=calls)
 
     def _next_turn_message(self) -> str | None:
         if self.steers:  # arrived as the turn finished: too late to steer it, so a new turn
@@ -221,11 +222,11 @@ class AgentLoop:
             except (asyncio.CancelledError, StepFailure):
                 pass  # the cancelled call's outcome, whatever it was, is discarded
             steered += 1
-            tracker.emit("llm.steered", step.id, "model call cancelled by steer", turn=turn)
+            tracker.emit(EventType.LLM_STEERED, step.id, "model call cancelled by steer", turn=turn)
         tracker.step(step.id).usage.add(response.usage)
         tracker.state.usage.add(response.usage)
         tracker.emit(
-            "llm.completed",
+            EventType.LLM_COMPLETED,
             step.id,
             None,
             turn=turn,
@@ -245,7 +246,7 @@ class AgentLoop:
     ) -> ToolResult:
         if call.name not in allowed:
             msg = f"tool '{call.name}' is not allowed for this step (allowed: {', '.join(allowed)})"
-            self.wf.tracker.emit("run.tool_completed", step.id, msg, tool=call.name, error=True)
+            self.wf.tracker.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=call.name, error=True)
             return ToolResult(error=msg)
         if call.name == PLAN_TOOL:
             return self._plan_tool(step, call, turn)
@@ -304,7 +305,7 @@ class AgentLoop:
             return
         completed = sum(1 for i in state.agent_plan if i.done)
         self.wf.tracker.emit(
-            "plan.updated",
+            EventType.PLAN_UPDATED,
             step.id,
             f"plan: {completed}/{len(state.agent_plan)} done",
             items=[i.model_dump() for i in state.agent_plan],
@@ -329,7 +330,7 @@ class AgentLoop:
             f"Focus on step {pending.number}: {pending.text}"
         )
         self.wf.tracker.emit(
-            "drift.alert",
+            EventType.DRIFT_ALERT,
             step.id,
             f"no plan progress in {self.turns_since_progress} turns",
             turns=self.turns_since_progress,

@@ -57,3 +57,8 @@ E_CANCELLED = "CANCELLED"
 E_REJECTED = "REJECTED"
 E_DEFINITION_NOT_FOUND = "DEFINITION_NOT_FOUND"
 E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
+# The attempt ended because its worker went away (shutdown, or lost: heartbeat timeout);
+# not a failure of the work, so not counted against the step's retries (workflows/retries.py)
+E_WORKER_SHUTDOWN = "WorkerShutdown"
+HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
+E_WORKER_LOST = "WORKER_LOST"

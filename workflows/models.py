@@ -121,6 +121,12 @@ class RunConfig(_Model):
     max_conversation_chars: int = 2000
     # stream items carried across a continue-as-new (older ones stay in `RunState.events`)
     stream_carry_limit: int = 1000
+    # attempts of one activity call that workers going away may cut short before the
+    # step fails with WORKER_LOST (they do not use the step's retry budget)
+    max_interruptions: int = 10
+    # an interpreted run continues as new between steps past this history length / size
+    continue_as_new_history_events: int = 10_000
+    continue_as_new_history_bytes: int = 10_000_000
 
 
 class AgentCarry(_Model):
@@ -144,6 +150,12 @@ class RunCarry(_Model):
     inputs: dict[str, Any] = Field(default_factory=dict)
     current_step: str
     agent: AgentCarry | None = None
+    # continued between steps: `current_step` has not started yet (else it is resumed)
+    between_steps: bool = False
+    # steps executed so far, against `limits.max_steps`; the run state's output budget
+    executed: int = 0
+    output_bytes: int = 0
+    step_durations: list[int] = Field(default_factory=list)
 
 
 class RunInput(_Model):
@@ -231,7 +243,11 @@ class StepState(_Model):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_ms: int | None = None
+    # activity attempts Temporal ran for this step (its executions plus their retries);
+    # `interruptions`: how many of them a worker shutdown or loss cut short (not counted
+    # against the step's retry budget, see workflows/retries.py)
     attempts: int = 0
+    interruptions: int = 0
     output: Any = None
     truncated: bool = False
     error: RunError | None = None
@@ -388,6 +404,7 @@ class LlmRequest(_Model):
 
 
 class LlmResponse(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
@@ -408,6 +425,7 @@ class ToolRequest(_Model):
 
 
 class ToolResult(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     output: Any = None
     error: str | None = None
     truncated: bool = False
@@ -423,6 +441,7 @@ class NotifyRequest(_Model):
 
 
 class NotifyResult(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     delivered: list[str] = Field(default_factory=list)
 
 

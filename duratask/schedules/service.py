@@ -59,6 +59,7 @@ from duratask.access import (
     resolve_owner,
 )
 from duratask.logging import get_logger
+from duratask.run_config import run_config
 from duratask.schedules.ids import schedule_id_for
 from duratask.schedules.models import (
     SPEC_FIELDS,
@@ -80,7 +81,7 @@ from duratask.store.tables import ScheduleRow
 from workflows import contracts
 from workflows.definition import ModelSpec, TaskDefinition
 from workflows.inputs import InputError, resolve_inputs
-from workflows.models import RunConfig, RunInput, RunMeta, RunState, Trigger
+from workflows.models import RunInput, RunMeta, RunState, Trigger
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -210,12 +211,7 @@ class ScheduleService:
             created_by=by,
             source={"kind": "schedule", "schedule_id": sid},
         )
-        s = self.settings
-        config = RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
-            max_output_bytes=s.max_output_bytes,
-            max_subtask_depth=s.max_subtask_depth,
-        )
+        config = run_config(self.settings)
         pinned = cfg.version is not None
         return RunInput(
             bundle=bundle if pinned else None,
