@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from api.deps import Reader, StoreDep, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
+from api.mcp_check import mcp_problems
 from duratask.store.definitions import DefinitionStore, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
@@ -49,6 +50,7 @@ async def check_definition(
         raise unprocessable(describe_problems(problems), problems=problems) from None
     others = await _referenced(store, definition)
     found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
+    found += await mcp_problems(request.app.state.settings, definition)  # docs/mcp.md
     if found:
         listed = [p.as_dict() for p in found]
         summary = f"{len(found)} problem(s): " + "; ".join(str(p) for p in found)
