@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
+from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
     return app
