@@ -87,6 +87,10 @@ async def drive(client: Client) -> None:
     run_id = run["run_id"]
     parked = await follow_until(client, run_id, "awaiting_approval")
     assert parked["pending_approvals"]
+    noted = await client.call_tool(
+        "send_message", {"run_id": run_id, "message": "context for later", "mode": "collect"}
+    )
+    assert not noted.is_error, noted.content
     pending = data(await client.call_tool("get_run_result", {"run_id": run_id, "wait_seconds": 0}))
     assert pending["done"] is False
     decided = data(
@@ -97,7 +101,9 @@ async def drive(client: Client) -> None:
     assert decided["approver"] == APPROVER
     result = data(await client.call_tool("get_run_result", {"run_id": run_id, "wait_seconds": 30}))
     assert result["done"] and result["status"] == "completed"
-    assert result["result"] == "shipped v2"
+    # the collected message became a new turn of the `ship` step (the echo model answers it)
+    assert result["result"] == "context for later"
+    assert result["status"] == "completed"
     runs = data(await client.call_tool("list_runs", {"definition_id": "mcp-review"}))
     assert isinstance(runs["items"], list)
     # schedules: create, see, cancel
@@ -187,3 +193,34 @@ async def test_save_refuses_unknown_mcp_servers_and_tools(
         ok = ["mcp:remote/echo", "mcp:local/*", "mcp:local/remember"]
         r = await s.http.put("/v1/definitions/uses-mcp", json=body(ok))
         assert r.status_code == 201, r.text
+
+
+def doc_block(start: str) -> str:
+    """The fenced block of docs/mcp.md whose first line starts with `start`."""
+    text = (ROOT / "docs" / "mcp.md").read_text()
+    for block in text.split("```")[1::2]:
+        body = block.split("\n", 1)[1]
+        if body.startswith(start):
+            return body
+    raise AssertionError(f"no block starting with {start!r} in docs/mcp.md")
+
+
+async def test_the_documented_example_works(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """docs/mcp.md's notes server and scripted demo, as written there."""
+    (tmp_path / "notes_server.py").write_text(doc_block("# notes_server.py"))
+    notes = {"command": sys.executable, "args": ["notes_server.py"], "cwd": str(tmp_path)}
+    async with run_stack(dev_env, task_queue, tmp_path, mcp_servers={"notes": notes}) as s:
+        r = await s.http.put(
+            "/v1/definitions/note-demo",
+            content=doc_block("id: note-demo"),
+            headers={"Content-Type": "application/yaml"},
+        )
+        assert r.status_code == 201, r.text
+        run = await s.start("note-demo")
+        result = await s.wait_result(run["run_id"])
+    assert result["status"] == "completed" and result["result"] == "Noted."
+    done = json.loads((tmp_path / "notes.json").read_text())
+    assert list(done.values()) == ["the demo ran"]
+    assert next(iter(done)).startswith(run["run_id"] + "/work/")
