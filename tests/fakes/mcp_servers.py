@@ -41,6 +41,7 @@ def build(effects_dir: Path) -> MCPServer:
         if not key:
             raise ValueError("no idempotency key in _meta")
         first = _append_once(effects_dir, key, note)
+        (effects_dir / "server.pid").write_text(str(os.getpid()))
         if first and note.startswith("slow"):
             await asyncio.sleep(30)
         return f"remembered: {note}"

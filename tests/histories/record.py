@@ -1,6 +1,6 @@
 """Regenerate the saved run histories that tests/workflow/test_replay.py replays.
 
-    python -m tests.histories.record
+    python -m tests.histories.record [scenario ...]
 
 Runs each scenario below as a real TaskRunWorkflow on the time-skipping server (with
 the real LLM and notify activities and a stand-in `duratask.tool.call`) and writes its
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,8 @@ from duratask.settings import Settings
 from tests.helpers import definition, make_worker, run_input, start
 from worker.client import ensure_search_attributes
 from workflows import contracts
-from workflows.models import ToolRequest, ToolResult
+from workflows.mcp_tools import spec
+from workflows.models import McpListRequest, McpListResult, ToolRequest, ToolResult
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
@@ -66,9 +68,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "input": {},
         "cancel": True,
     },
+    # an agent calling a pinned MCP tool by its model-facing name (docs/mcp.md)
+    "mcp_agent": {
+        "steps": [{"id": "work", "action": "llm_call", "prompt": "Note it.",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "c1", "name": "mcp__notes__remember",
+                                        "arguments": {"note": "hi"}}]},
+                       {"text": "noted"}]}}],
+        "tools": ["mcp:notes/*"],
+        "input": {},
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
+
+
+@activity.defn(name=contracts.MCP_LIST_ACTIVITY)
+async def mcp_list(req: McpListRequest) -> McpListResult:
+    params = {"type": "object", "properties": {"note": {"type": "string"}}}
+    return McpListResult(
+        tools=[spec(s, "remember", "Remember a note.", params) for s in req.servers]
+    )
 
 
 @activity.defn(name=contracts.TOOL_ACTIVITY)
@@ -96,6 +116,7 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
             LlmActivities(settings, registry).complete,
             NotifyActivities(settings).notify,
             lookup,
+            mcp_list,
         ]
         tq = f"record-{uuid.uuid4().hex[:8]}"
         spec = dict(spec)
@@ -118,10 +139,11 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
     return path
 
 
-async def main() -> None:
-    for name, spec in SCENARIOS.items():
-        await record(name, spec)
+async def main(names: list[str]) -> None:
+    for name, scenario in SCENARIOS.items():
+        if not names or name in names:
+            await record(name, scenario)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))  # names: only those scenarios

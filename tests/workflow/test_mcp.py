@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from duratask.settings import Settings
 from tests.fakes.mcp_servers import counts
@@ -21,6 +21,7 @@ from tests.helpers import definition, make_worker, run_input, start
 from tests.mcp_support import http_server, stdio_server
 from workflows import contracts
 from workflows.models import RunInput, RunState
+from workflows.run_workflow import TaskRunWorkflow
 
 FAST_RETRY = {"max_attempts": 5, "initial_interval": 0.1, "max_interval": 0.5}
 
@@ -154,3 +155,56 @@ async def test_worker_lost_during_mcp_call_does_the_effect_once(
     assert attempts == {next(iter(effects)): attempts[next(iter(effects))]}
     assert list(attempts.values())[0] >= 2  # it really was called again
     assert tool_messages(state) == [json.dumps({"result": "remembered: slow write"})]
+
+
+def test_saved_mcp_history_is_an_mcp_run() -> None:
+    """tests/histories/mcp_agent.json (replayed by test_replay.py) lists once, calls the
+    pinned tool by its definition name, and completes."""
+    from temporalio.client import WorkflowHistory
+
+    path = Path(__file__).parent.parent / "histories" / "mcp_agent.json"
+    history = WorkflowHistory.from_json("run-mcp_agent", path.read_text())
+    types, tools = [], []
+    for ev in history.events:
+        if ev.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attrs = ev.activity_task_scheduled_event_attributes
+            types.append(attrs.activity_type.name)
+            if attrs.activity_type.name == contracts.TOOL_ACTIVITY:
+                tools.append(json.loads(attrs.input.payloads[0].data)["tool"])
+    assert types.count(contracts.MCP_LIST_ACTIVITY) == 1
+    assert tools == ["mcp:notes/remember"]
+    assert history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+
+def process_gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    try:
+        return "zombie" in status.read_text()
+    except FileNotFoundError:
+        return True
+
+
+async def test_cancelled_run_closes_the_mcp_session(
+    dev_client: Client, task_queue: str, mcp_settings: Settings, tmp_path: Path
+) -> None:
+    script = [{"tool_calls": [call("mcp:local/remember", "a", note="slow forever")]},
+              {"text": "never"}]  # fmt: skip
+    effects_dir = tmp_path / "local"
+    async with make_worker(dev_client, task_queue, settings=mcp_settings):
+        handle = await start(dev_client, task_queue, agent(script, ["mcp:local/remember"]))
+        for _ in range(600):  # the stdio server is in the slow call
+            if (effects_dir / "server.pid").exists():
+                break
+            await asyncio.sleep(0.05)
+        pid = int((effects_dir / "server.pid").read_text())
+        assert not process_gone(pid)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        for _ in range(200):  # the session is closed: the server process has ended
+            if process_gone(pid):
+                break
+            await asyncio.sleep(0.05)
+        assert process_gone(pid)
+        state = await handle.query(TaskRunWorkflow.state)
+    assert state.status == "cancelled"
