@@ -14,7 +14,7 @@ import asyncio
 from activities.tools.mcp import list_server_tools
 from duratask.logging import get_logger
 from duratask.settings import Settings
-from workflows.definition import TaskDefinition, ToolCallStep
+from workflows.definition import ParallelStep, Step, TaskDefinition, ToolCallStep
 from workflows.mcp_tools import is_mcp, split
 from workflows.validation import Problem
 
@@ -23,7 +23,13 @@ log = get_logger(__name__)
 
 def _names(definition: TaskDefinition) -> list[str]:
     names = [t for t in definition.tools if is_mcp(t)]
-    names += [s.tool for s in definition.steps if isinstance(s, ToolCallStep) and is_mcp(s.tool)]
+    todo: list[Step] = list(definition.steps)
+    while todo:  # tool_call steps, inline parallel branches included
+        step = todo.pop(0)
+        if isinstance(step, ToolCallStep) and is_mcp(step.tool):
+            names.append(step.tool)
+        if isinstance(step, ParallelStep):
+            todo += [s for b in step.branches for s in b.steps or []]
     return list(dict.fromkeys(names))
 
 

@@ -62,3 +62,17 @@ def test_model_view_of_results() -> None:
     with pytest.raises(ToolError, match="boom"):
         error = mcp_types.TextContent(type="text", text="boom")
         model_view("s", "t", mcp_types.CallToolResult(content=[error], is_error=True))
+
+
+async def test_save_check_names_unknown_servers_in_branches_too() -> None:
+    from api.mcp_check import mcp_problems
+    from duratask.settings import Settings
+
+    defn = definition(
+        [{"id": "p", "action": "parallel", "branches": [
+            {"steps": [{"id": "b", "action": "tool_call", "tool": "mcp:ghost/x", "args": {}}]}]}],
+        tools=["mcp:ghost/x", "mcp:docs/*"],
+    )  # fmt: skip
+    settings = Settings(mcp_servers={"docs": {"url": "https://x"}}, _env_file=None)  # type: ignore[call-arg,dict-item]
+    found = [str(p) for p in await mcp_problems(settings, defn)]
+    assert found == ["definition (tools): unknown MCP server 'ghost' (known: docs)"]
