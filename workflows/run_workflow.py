@@ -458,7 +458,10 @@ class TaskRunWorkflow:
                 step,
                 f"{step.id}: list tools of mcp:{', mcp:'.join(missing)}",
             )
-            state.mcp_tools = state.mcp_tools + listed.tools
+            # only what the definition allows is kept: a big server's other tools
+            # would only weigh on the run state
+            kept = [t for t in listed.tools if tool_allowed(t.name, self.definition.tools)]
+            state.mcp_tools = state.mcp_tools + kept
             state.mcp_listed = state.mcp_listed + missing
         return [t for t in state.mcp_tools if tool_allowed(t.name, allowed)]
 

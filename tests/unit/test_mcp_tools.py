@@ -76,3 +76,21 @@ async def test_save_check_names_unknown_servers_in_branches_too() -> None:
     settings = Settings(mcp_servers={"docs": {"url": "https://x"}}, _env_file=None)  # type: ignore[call-arg,dict-item]
     found = [str(p) for p in await mcp_problems(settings, defn)]
     assert found == ["definition (tools): unknown MCP server 'ghost' (known: docs)"]
+
+
+async def test_http_servers_obey_the_address_rules_unless_allow_listed() -> None:
+    from activities.tools.mcp import McpConfigError, list_server_tools
+    from duratask.settings import McpServerSettings, Settings
+
+    def settings(allow: bool) -> Settings:
+        server = McpServerSettings(transport="http", url="http://127.0.0.1:9/mcp",
+                                   allow_private=allow, timeout_s=2)  # fmt: skip
+        return Settings(mcp_servers={"intranet": server}, _env_file=None)  # type: ignore[call-arg]
+
+    with pytest.raises(McpConfigError, match="intranet.*127.0.0.1"):
+        await list_server_tools(settings(False), "intranet")
+    with pytest.raises(Exception) as allowed:  # allow-listed: it gets as far as connecting
+        await list_server_tools(settings(True), "intranet")
+    assert not isinstance(allowed.value, McpConfigError)
+    with pytest.raises(McpConfigError, match="unknown MCP server 'nope'"):
+        await list_server_tools(settings(True), "nope")

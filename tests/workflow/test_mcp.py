@@ -94,6 +94,7 @@ async def test_agent_calls_stdio_and_http_mcp_tools(
     # the pinned tools: all of `local`, only `remember` of `remote`, listed once per server
     pinned = {t.name for t in state.mcp_tools}
     assert {"mcp:local/echo", "mcp:local/fail", "mcp:remote/remember"} <= pinned
+    assert "mcp:remote/echo" not in pinned
     acts = await scheduled(handle)
     lists = [a for a in acts if a[0] == contracts.MCP_LIST_ACTIVITY]
     assert len(lists) == 1 and lists[0][2]["servers"] == ["local", "remote"]
