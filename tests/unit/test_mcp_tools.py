@@ -87,7 +87,7 @@ async def test_http_servers_obey_the_address_rules_unless_allow_listed() -> None
                                    allow_private=allow, timeout_s=2)  # fmt: skip
         return Settings(mcp_servers={"intranet": server}, _env_file=None)  # type: ignore[call-arg]
 
-    with pytest.raises(McpConfigError, match="intranet.*127.0.0.1"):
+    with pytest.raises(McpConfigError, match=r"intranet.*127\.0\.0\.1"):
         await list_server_tools(settings(False), "intranet")
     with pytest.raises(Exception) as allowed:  # allow-listed: it gets as far as connecting
         await list_server_tools(settings(True), "intranet")
