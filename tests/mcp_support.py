@@ -31,9 +31,9 @@ def stdio_server(effects: Path) -> McpServerSettings:
 
 
 @asynccontextmanager
-async def http_server(effects: Path) -> AsyncIterator[McpServerSettings]:
+async def http_server(effects: Path, port: int | None = None) -> AsyncIterator[McpServerSettings]:
     """A streamable-HTTP MCP server; yields its settings entry (loopback: allow-listed)."""
-    port = free_port()
+    port = port or free_port()
     proc = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "tests.fakes.mcp_servers", "http", str(port), str(effects)],
         cwd=ROOT,

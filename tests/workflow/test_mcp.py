@@ -15,10 +15,10 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
-from duratask.settings import Settings
+from duratask.settings import McpServerSettings, Settings
 from tests.fakes.mcp_servers import counts
 from tests.helpers import definition, make_worker, run_input, start
-from tests.mcp_support import http_server, stdio_server
+from tests.mcp_support import free_port, http_server, stdio_server
 from workflows import contracts
 from workflows.models import RunInput, RunState
 from workflows.run_workflow import TaskRunWorkflow
@@ -209,3 +209,29 @@ async def test_cancelled_run_closes_the_mcp_session(
         assert process_gone(pid)
         state = await handle.query(TaskRunWorkflow.state)
     assert state.status == "cancelled"
+
+
+async def test_unreachable_server_is_retried_with_the_step_policy(
+    dev_client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """A transport failure is not a tool answer: the step's retry policy applies, and the
+    run goes on once the server is up."""
+    port = free_port()
+    down = McpServerSettings(transport="http", url=f"http://127.0.0.1:{port}/mcp",
+                             allow_private=True)  # fmt: skip
+    settings = Settings(mcp_servers={"late": down}, _env_file=None)  # type: ignore[call-arg]
+    script = [{"tool_calls": [call("mcp:late/echo", "a", text="up")]}, {"text": "done"}]
+    retry = {"max_attempts": 60, "initial_interval": 0.2, "max_interval": 0.5}
+    async with make_worker(dev_client, task_queue, settings=settings):
+        handle = await start(dev_client, task_queue, agent(script, ["mcp:late/echo"], retry=retry))
+        for _ in range(600):  # the listing failed at least once
+            desc = await handle.describe()
+            if any(pa.attempt >= 2 for pa in desc.raw_description.pending_activities):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the listing was never retried")
+        async with http_server(tmp_path / "late", port=port):
+            state: RunState = await asyncio.wait_for(handle.result(), 60)
+    assert state.result == "done"
+    assert tool_messages(state) == [json.dumps({"echo": "UP"})]
