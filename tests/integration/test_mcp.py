@@ -220,6 +220,11 @@ async def test_the_documented_example_works(
         assert r.status_code == 201, r.text
         run = await s.start("note-demo")
         result = await s.wait_result(run["run_id"])
+        async with http_client(s, None) as client:  # an open (dev) gateway needs no token
+            found = data(await client.call_tool("list_runs", {"definition_id": "note-demo"}))
+            assert isinstance(found["items"], list)
+            done_run = data(await client.call_tool("get_run", {"run_id": run["run_id"]}))
+            assert done_run["status"] == "completed"
     assert result["status"] == "completed" and result["result"] == "Noted."
     done = json.loads((tmp_path / "notes.json").read_text())
     assert list(done.values()) == ["the demo ran"]
