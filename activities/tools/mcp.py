@@ -44,6 +44,8 @@ from workflows.models import McpListRequest, McpListResult
 log = get_logger(__name__)
 
 META_KEY = "io.duratask/idempotency-key"
+# JSON-RPC errors that say the session failed, not the call: retried like a transport error
+TRANSPORT_CODES = frozenset({mcp_types.CONNECTION_CLOSED, mcp_types.REQUEST_TIMEOUT})
 MAX_LIST_PAGES = 50
 
 
@@ -119,8 +121,11 @@ async def call_tool(
     async with connect(settings, server) as client:
         try:
             result = await client.call_tool(tool, args, meta=meta)  # type: ignore[arg-type]
-        except MCPError as e:  # the server answered with a JSON-RPC error: the model hears it
-            raise ToolError(f"mcp:{server}/{tool}: {e}") from None
+        except MCPError as e:
+            if e.code in TRANSPORT_CODES:  # the session broke or timed out: retried
+                raise
+            # the server refused the call (unknown tool, bad arguments): the model hears it
+            raise ToolError(f"mcp:{server}/{tool}: {e.message}") from None
     return model_view(server, tool, result)
 
 

@@ -235,3 +235,22 @@ async def test_unreachable_server_is_retried_with_the_step_policy(
             state: RunState = await asyncio.wait_for(handle.result(), 60)
     assert state.result == "done"
     assert tool_messages(state) == [json.dumps({"echo": "UP"})]
+
+
+async def test_a_call_that_times_out_is_retried_with_the_same_key(
+    dev_client: Client, task_queue: str, mcp_settings: Settings, tmp_path: Path
+) -> None:
+    remote = mcp_settings.mcp_servers["remote"].model_copy(update={"timeout_s": 2.0})
+    settings = mcp_settings.model_copy(
+        update={"mcp_servers": {**mcp_settings.mcp_servers, "remote": remote}}
+    )
+    script = [{"tool_calls": [call("mcp:remote/remember", "a", note="slow reply")]},
+              {"text": "ok"}]  # fmt: skip
+    async with make_worker(dev_client, task_queue, settings=settings):
+        handle = await start(dev_client, task_queue, agent(script, ["mcp:remote/remember"]))
+        state: RunState = await asyncio.wait_for(handle.result(), 90)
+    assert state.result == "ok"
+    attempts = counts(tmp_path / "remote", "attempts.log")
+    effects = counts(tmp_path / "remote", "effects.log")
+    assert list(effects.values()) == [1] and list(attempts.values())[0] >= 2
+    assert attempts.keys() == effects.keys()
