@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from activities.tools.registry import build_registry
 from api import errors, observability
 from api.auth import Authenticator
+from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import audit as audit_router
 from api.routers import codec as codec_router
@@ -104,4 +105,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     codec_router.install(app, settings)  # /codec/encode|decode + its CORS (docs/security.md)
     app.include_router(metrics_router.router)  # /metrics (docs/observability.md)
     app.include_router(audit_router.router)
+    mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
     return app

@@ -8,6 +8,7 @@ import typer
 
 from cli import approvals, client, collab, defs, runs
 from cli import audit as audit_cli
+from cli import mcp as mcp_cli
 from cli import schedules as schedules_cli
 from cli.client import die
 from cli.insights import compare, health, regressions, stats
@@ -49,6 +50,7 @@ app.command("audit")(audit_cli.audit)
 app.command("regressions")(regressions)
 runs.app.command("compare")(compare)
 defs.app.command("health")(health)
+app.command("mcp")(mcp_cli.mcp)  # duratask as an MCP server on stdio (docs/mcp.md)
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,27 @@ class ApiKey(BaseModel):
         default_factory=lambda: ["tasks:read", "tasks:write", "tasks:approve"]
     )
     groups: list[str] = Field(default_factory=list)
+
+
+class McpServerSettings(BaseModel):
+    """One MCP server duratask may call tools on (docs/mcp.md).
+
+    `stdio`: `command` + `args`, launched by the worker with `env` added to a minimal
+    environment. `http` (streamable HTTP): `url` + `headers`. Values in `env` and
+    `headers` are secrets: they never reach logs, errors or history.
+    """
+
+    transport: Literal["stdio", "http"] = "stdio"
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    # An HTTP server on a private/loopback address is refused (as for `http_request`)
+    # unless allow-listed here.
+    allow_private: bool = False
+    timeout_s: float = 60.0  # one tool call (the step's timeout still bounds the activity)
 
 
 class Settings(BaseSettings):
@@ -174,6 +196,13 @@ class Settings(BaseSettings):
     step_max_interruptions: int = 10
     run_continue_as_new_history_events: int = 10_000
     run_continue_as_new_history_bytes: int = 10_000_000
+
+    # MCP (docs/mcp.md): servers whose tools definitions may allow as
+    # `mcp:<server>/<tool>`, e.g. DURATASK_MCP_SERVERS='{"docs": {"transport": "http",
+    # "url": "https://..."}}'; listing a server's tools when a definition is saved is
+    # bounded by `mcp_list_timeout_s` (a server that cannot be listed does not block a save).
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    mcp_list_timeout_s: float = 10.0
 
     @property
     def model_provider(self) -> str:

@@ -23,6 +23,7 @@ from activities.llm.activity import LlmActivities
 from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
+from activities.tools.mcp import McpActivities
 from activities.tools.registry import ToolRegistry, build_registry
 from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
@@ -53,6 +54,7 @@ def activities_for(
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
     found = [llm.complete, tools.call, notify.notify]
+    found.append(McpActivities(settings).list_tools)  # MCP tool sources (docs/mcp.md)
     if store is not None:
         found.append(StoreActivities(store).resolve_bundle)
     return found

@@ -29,6 +29,8 @@ from workflows import contracts
 from workflows.definition import LlmCallStep, ModelSpec
 from workflows.errors import StepFailure, fail
 from workflows.events import EventType
+from workflows.mcp_tools import McpToolSpec, tool_allowed
+from workflows.mcp_tools import servers as mcp_servers
 from workflows.models import (
     AgentCarry,
     AgentPlanItem,
@@ -60,6 +62,7 @@ class AgentLoop:
         self.turns_since_progress = carry.turns_since_progress if carry else 0
         self.conversations: dict[str, list[ChatMessage]] = {}
         self._calls_at_start = 0
+        self.mcp: list[McpToolSpec] = []  # the pinned MCP tools this step offers
 
     # ------------------------------------------------------------ signals
     def intervene(self, msg: Intervention) -> None:
@@ -105,6 +108,7 @@ class AgentLoop:
         tools = self.wf.definition.tools if step.tools is None else step.tools
         limit = step.max_steps or self.wf.definition.limits.max_steps
         model = self.model_for(step)
+        self.mcp = await self.wf.pin_mcp_tools(step, tools) if mcp_servers(tools) else []
         while True:
             response, calls = await self._turn(step, model, messages, tools, calls, limit)
             extra = self._next_turn_message()
@@ -207,6 +211,7 @@ class AgentLoop:
                 turn=turn,
                 max_output_bytes=self.wf.inp.config.max_output_bytes,
                 steers=steered,
+                tool_specs=self.mcp,
             )
             summary = f"{step.id}: {model.provider}/{model.name} turn {turn}"
             task = asyncio.ensure_future(
@@ -244,13 +249,14 @@ class AgentLoop:
     async def _call_tool(
         self, step: LlmCallStep, call: ToolCall, turn: int, allowed: list[str]
     ) -> ToolResult:
-        if call.name not in allowed:
+        name = next((t.name for t in self.mcp if call.name == t.model_name), call.name)
+        if not tool_allowed(name, allowed):
             msg = f"tool '{call.name}' is not allowed for this step (allowed: {', '.join(allowed)})"
             self.wf.tracker.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=call.name, error=True)
             return ToolResult(error=msg)
         if call.name == PLAN_TOOL:
             return self._plan_tool(step, call, turn)
-        return await self.wf.call_tool(step, call.name, call.arguments, call_id=f"{turn}-{call.id}")
+        return await self.wf.call_tool(step, name, call.arguments, call_id=f"{turn}-{call.id}")
 
     # ------------------------------------------------------------ plan tracking
     def _plan_tool(self, step: LlmCallStep, call: ToolCall, turn: int) -> ToolResult:

@@ -13,6 +13,7 @@ from temporalio.common import SearchAttributeKey
 # Activities (implemented in activities/, called by name from workflows/)
 LLM_ACTIVITY = "duratask.llm.complete"
 TOOL_ACTIVITY = "duratask.tool.call"
+MCP_LIST_ACTIVITY = "duratask.mcp.list_tools"
 NOTIFY_ACTIVITY = "duratask.notify"
 RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
 

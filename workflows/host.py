@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from temporalio.common import Priority as TemporalPriority
 
     from workflows.definition import Step, TaskDefinition
+    from workflows.mcp_tools import McpToolSpec
     from workflows.models import (
         AgentCarry,
         CancelRequest,
@@ -65,6 +66,10 @@ class RunHost(Protocol):
     async def call_tool(
         self, step: Step, tool: str, args: dict[str, Any], call_id: str
     ) -> ToolResult: ...
+
+    async def pin_mcp_tools(self, step: Step, allowed: list[str]) -> list[McpToolSpec]:
+        """The MCP tools `allowed` names, listed once per run and kept in its state."""
+        ...
 
     async def continue_as_new(
         self, agent: AgentCarry | None = None, next_step: str | None = None

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from workflows.definition import ModelSpec, TaskDefinition
+from workflows.mcp_tools import McpToolSpec
 
 
 class _Model(BaseModel):
@@ -328,6 +329,10 @@ class RunState(_Model):
     temporal_ui_url: str | None = None
     # where the run came from (RunMeta.source: chat conversation/message ids, a url, ...)
     source: dict[str, str] = Field(default_factory=dict)
+    # MCP tools pinned when the run first needed them (docs/mcp.md): later turns, a
+    # continue-as-new and a replay all offer the model exactly these
+    mcp_tools: list[McpToolSpec] = Field(default_factory=list)
+    mcp_listed: list[str] = Field(default_factory=list)  # the servers already listed
 
     def step(self, step_id: str) -> StepState:
         for s in self.steps:
@@ -401,6 +406,7 @@ class LlmRequest(_Model):
     turn: int = 0
     max_output_bytes: int = 256_000
     steers: int = 0  # how many times a steer restarted this call
+    tool_specs: list[McpToolSpec] = Field(default_factory=list)  # pinned MCP tools offered
 
 
 class LlmResponse(_Model):
@@ -429,6 +435,16 @@ class ToolResult(_Model):
     output: Any = None
     error: str | None = None
     truncated: bool = False
+
+
+class McpListRequest(_Model):
+    run_id: str
+    step_id: str
+    servers: list[str]
+
+
+class McpListResult(_Model):
+    tools: list[McpToolSpec] = Field(default_factory=list)
 
 
 class NotifyRequest(_Model):

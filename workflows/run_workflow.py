@@ -42,12 +42,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
+    from workflows.mcp_tools import McpToolSpec, is_mcp, tool_allowed
+    from workflows.mcp_tools import servers as mcp_servers
     from workflows.models import (
         AgentCarry,
         ApprovalDecision,
         CancelRequest,
         DefinitionBundle,
         Intervention,
+        McpListRequest,
+        McpListResult,
         NotifyRequest,
         NotifyResult,
         PriorityChange,
@@ -450,7 +454,7 @@ class TaskRunWorkflow:
         t = self.tracker
         allowed = self.definition.tools
         t.emit(EventType.TOOL_REQUESTED, step.id, f"tool {tool}", tool=tool, call_id=call_id)
-        if tool not in allowed:
+        if not tool_allowed(tool, allowed):
             msg = f"tool '{tool}' is not allowed in this task (allowed: {', '.join(allowed) or 'none'})"
             t.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=tool, call_id=call_id, error=True)
             return ToolResult(error=msg)
@@ -464,9 +468,8 @@ class TaskRunWorkflow:
             owner=t.state.owner,
             max_output_bytes=self.inp.config.max_output_bytes,
         )
-        result = await self.activity(
-            contracts.TOOL_ACTIVITY, req, ToolResult, step, f"{step.id}: tool {tool}"
-        )
+        summary = f"{step.id}: {tool}" if is_mcp(tool) else f"{step.id}: tool {tool}"
+        result = await self.activity(contracts.TOOL_ACTIVITY, req, ToolResult, step, summary)
         t.emit(
             EventType.TOOL_COMPLETED,
             step.id,
@@ -476,6 +479,28 @@ class TaskRunWorkflow:
             error=bool(result.error),
         )
         return result
+
+    async def pin_mcp_tools(self, step: Step, allowed: list[str]) -> list[McpToolSpec]:
+        """The MCP tools `allowed` offers, listing each server once per run (an activity)
+        and keeping the result in the run state, so every later turn, a continue-as-new
+        and a replay see the same tools."""
+        state = self.tracker.state
+        missing = [s for s in mcp_servers(allowed) if s not in state.mcp_listed]
+        if missing:
+            req = McpListRequest(run_id=state.run_id, step_id=step.id, servers=missing)
+            listed: McpListResult = await self.activity(
+                contracts.MCP_LIST_ACTIVITY,
+                req,
+                McpListResult,
+                step,
+                f"{step.id}: list tools of mcp:{', mcp:'.join(missing)}",
+            )
+            # only what the definition allows is kept: a big server's other tools
+            # would only weigh on the run state
+            kept = [t for t in listed.tools if tool_allowed(t.name, self.definition.tools)]
+            state.mcp_tools = state.mcp_tools + kept
+            state.mcp_listed = state.mcp_listed + missing
+        return [t for t in state.mcp_tools if tool_allowed(t.name, allowed)]
 
     async def activity(
         self, name: str, arg: Any, result_type: type, step: Step, summary: str

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from api.definitions_service import DefinitionService
 from api.deps import DefinitionsDep, Reader, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
+from api.mcp_check import mcp_problems
 from duratask.store.definitions import StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
@@ -55,6 +56,7 @@ async def check_definition(
         raise unprocessable(describe_problems(problems), problems=problems) from None
     others = await _referenced(defs, definition)
     found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
+    found += await mcp_problems(request.app.state.settings, definition)  # docs/mcp.md
     if found:
         listed = [p.as_dict() for p in found]
         summary = f"{len(found)} problem(s): " + "; ".join(str(p) for p in found)

@@ -35,8 +35,11 @@ from duratask.store.definitions import DefinitionStore
 from tests.helpers import definition, make_worker, run_input, start
 from worker.client import ensure_search_attributes
 from workflows import contracts
+from workflows.mcp_tools import spec
 from workflows.models import (
     Intervention,
+    McpListRequest,
+    McpListResult,
     Priority,
     PriorityChange,
     RunInput,
@@ -82,9 +85,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "input": {},
         "cancel": True,
     },
+    # an agent calling a pinned MCP tool by its model-facing name (docs/mcp.md)
+    "mcp_agent": {
+        "steps": [{"id": "work", "action": "llm_call", "prompt": "Note it.",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "c1", "name": "mcp__notes__remember",
+                                        "arguments": {"note": "hi"}}]},
+                       {"text": "noted"}]}}],
+        "tools": ["mcp:notes/*"],
+        "input": {},
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
+
+
+@activity.defn(name=contracts.MCP_LIST_ACTIVITY)
+async def mcp_list(req: McpListRequest) -> McpListResult:
+    params = {"type": "object", "properties": {"note": {"type": "string"}}}
+    return McpListResult(
+        tools=[spec(s, "remember", "Remember a note.", params) for s in req.servers]
+    )
 
 
 @activity.defn(name=contracts.TOOL_ACTIVITY)
@@ -112,6 +133,7 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
             LlmActivities(settings, registry).complete,
             NotifyActivities(settings).notify,
             lookup,
+            mcp_list,
         ]
         tq = f"record-{uuid.uuid4().hex[:8]}"
         spec = dict(spec)
@@ -326,9 +348,9 @@ async def main(names: list[str]) -> None:
     unknown = set(names) - set(SCENARIOS) - set(DRIVEN)
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}: {sorted([*SCENARIOS, *DRIVEN])}")
-    for name, spec in SCENARIOS.items():
+    for name, scenario in SCENARIOS.items():
         if not names or name in names:
-            await record(name, spec)
+            await record(name, scenario)
     for name, fn in DRIVEN.items():
         if not names or name in names:
             await fn()
