@@ -21,6 +21,7 @@ from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
 from api.routers.stats import router as stats_router
+from console import mount as mount_console
 from duratask.logging import get_logger
 from duratask.settings import Settings, get_settings
 from duratask.store.db import create_engine, migrate
@@ -77,4 +78,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    mount_console(app)  # the web console under /ui (docs/console.md)
     return app
