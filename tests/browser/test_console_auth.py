@@ -3,14 +3,20 @@ the one-time sign-in link, and scopes applied as on the API."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+import os
+import signal
+import sys
+from pathlib import Path
 
 from playwright.async_api import Browser, expect
+from temporalio.testing import WorkflowEnvironment
 
 from api.auth import Principal
 from console.session import link_token
 from tests.browser.conftest import SECRET, SignIn, csrf_of, shot
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 
 async def test_sign_in_with_a_key_then_sign_out(browser: Browser, stack: Stack) -> None:
@@ -71,3 +77,40 @@ async def test_scopes_apply_as_on_the_api(sign_in: SignIn, stack: Stack) -> None
     )
     assert r.status == 403, await r.text()
     assert "lacks the 'tasks:write' scope" in html.unescape(await r.text())
+
+
+async def test_duratask_dev_prints_a_sign_in_link(
+    browser: Browser, dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """`duratask dev` (on the session's Temporal) prints a link that signs in once."""
+    port = free_port()
+    env = {**os.environ, "DURATASK_TASK_QUEUE": f"tq-dev-{port}", "COLUMNS": "400",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # fmt: skip
+    address = dev_env.client.service_client.config.target_host
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli.main", "dev", "--temporal-address", address,
+        "--port", str(port), "--no-ui", "--examples", str(tmp_path / "none"),
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    link, seen = None, []
+    try:
+        async with asyncio.timeout(90):
+            while link is None:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "duratask dev exited: " + "".join(seen)
+                seen.append(line)
+                if "/ui/login/link?token=" in line:
+                    link = line.strip()
+        assert link.startswith(f"http://127.0.0.1:{port}/ui/login/link?token=")
+        assert (tmp_path / ".duratask" / "console-secret").stat().st_mode & 0o077 == 0
+        ctx = await browser.new_context()
+        page = await ctx.new_page()
+        await page.goto(link)
+        await expect(page.locator("#identity")).to_have_text("local")
+        await page.goto(link)  # a second use is refused
+        await expect(page.get_by_role("alert")).to_contain_text("used or expired")
+        await ctx.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)
