@@ -160,8 +160,9 @@ def console_link(settings: Settings, url: str) -> str:
 
     secret = settings.console_session_secret
     assert secret is not None
-    token = link_token(secret.get_secret_value(), Principal(settings.dev_identity,
-                                                            frozenset(SCOPES)))  # fmt: skip
+    token = link_token(
+        secret.get_secret_value(), Principal(settings.dev_identity, frozenset(SCOPES))
+    )
     return f"{url}/ui/login/link?token={token}"
 
 

@@ -214,8 +214,9 @@ async def set_scheduling(request: Request, who: Principal, enabled: bool) -> Non
 
 # ---------------------------------------------------------------- insights
 async def insights(request: Request) -> InsightsService:
-    return insights_service(request, await client_of(request), store_of(request),
-                            settings_of(request))  # fmt: skip
+    return insights_service(
+        request, await client_of(request), store_of(request), settings_of(request)
+    )
 
 
 async def stats(
@@ -255,8 +256,9 @@ def may_decide(who: Principal, pending: dict[str, Any]) -> bool:
     """Whether the decision buttons are shown; the approvals code checks again on POST."""
     from workflows.approvals import is_allowed, normalise
 
-    if not who.has(APPROVE) or not is_allowed(pending.get("approvers") or [], who.identity,
-                                              who.groups):  # fmt: skip
+    if not who.has(APPROVE) or not is_allowed(
+        pending.get("approvers") or [], who.identity, who.groups
+    ):
         return False
     me = normalise(who.identity)
     return not any(normalise(v.get("approver", "")) == me for v in pending.get("votes", []))

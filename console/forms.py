@@ -48,8 +48,16 @@ def input_fields(definition: TaskDefinition) -> list[InputField]:
             kind = "text"
         default = spec.default
         shown = json.dumps(default) if kind == "json" and default is not None else default
-        out.append(InputField(name, kind, spec.required, "" if shown is None else str(shown),
-                              spec.description, [str(o) for o in spec.enum or []]))  # fmt: skip
+        out.append(
+            InputField(
+                name,
+                kind,
+                spec.required,
+                "" if shown is None else str(shown),
+                spec.description,
+                [str(o) for o in spec.enum or []],
+            )
+        )
     return out
 
 

@@ -59,8 +59,15 @@ def build(definition: TaskDefinition | None, state: RunState) -> list[Node]:
         children.setdefault(c.step_id, []).append(c)
     if definition is None:  # definition gone from the store: draw what the run knows
         return [
-            Node(s.id, s.label or s.id, s.action, s.status.value, tokens=s.usage.total_tokens,
-                 cost=s.usage.cost_usd, duration_ms=s.duration_ms)  # fmt: skip
+            Node(
+                s.id,
+                s.label or s.id,
+                s.action,
+                s.status.value,
+                tokens=s.usage.total_tokens,
+                cost=s.usage.cost_usd,
+                duration_ms=s.duration_ms,
+            )
             for s in state.steps
         ]
     nodes: list[Node] = []
@@ -86,13 +93,17 @@ def build(definition: TaskDefinition | None, state: RunState) -> list[Node]:
             kids = children.get(step.id, [])
             node.child = kids[-1] if kids else None
         elif isinstance(step, ParallelStep):
-            kids = {c.branch: c for c in children.get(step.id, [])}
+            by_branch = {c.branch: c for c in children.get(step.id, [])}
             for i, b in enumerate(step.branches):
                 key = b.name or str(i)
-                kid = kids.get(key)
+                kid = by_branch.get(key)
                 node.branches.append(
-                    Branch(key, kid.run_id if kid else None,
-                           kid.status.value if kid else "pending", b.task)  # fmt: skip
+                    Branch(
+                        key,
+                        kid.run_id if kid else None,
+                        kid.status.value if kid else "pending",
+                        b.task,
+                    )
                 )
         nodes.append(node)
     return nodes

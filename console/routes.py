@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import jinja2
 import jwt
+import markupsafe
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -122,8 +123,16 @@ def fragment(template: str, **ctx: Any) -> HTMLResponse:
 async def error_page(request: Request, session: Session, e: Exception) -> HTMLResponse:
     status, detail, problems = problem(e)
     back = request.headers.get("referer") or "/ui"
-    return await page(request, session, "error.html", status, status=status, detail=detail,
-                      problems=problems, back=back)  # fmt: skip
+    return await page(
+        request,
+        session,
+        "error.html",
+        status,
+        status=status,
+        detail=detail,
+        problems=problems,
+        back=back,
+    )
 
 
 def same_origin(request: Request) -> bool:
@@ -155,9 +164,7 @@ def run_url(run_id: str) -> str:
     return "/ui/runs/" + quote(run_id, safe="/")
 
 
-async def action(
-    request: Request, work: Callable[[Session, FormData], Awaitable[str]]
-) -> Response:
+async def action(request: Request, work: Callable[[Session, FormData], Awaitable[str]]) -> Response:
     """A state-changing form: CSRF checked, the work done, then back to a page (303)."""
     session = session_of(request)
     try:
@@ -181,7 +188,9 @@ def safe_next(target: str) -> str:
     return target if target.startswith("/ui") and "//" not in target else "/ui"
 
 
-def signed_in(request: Request, principal: Principal, target: str, not_after: float | None) -> Response:
+def signed_in(
+    request: Request, principal: Principal, target: str, not_after: float | None
+) -> Response:
     value, session = sessions_of(request).issue(principal, not_after)
     resp = see_other(safe_next(target))
     resp.set_cookie(
@@ -226,7 +235,9 @@ async def login(request: Request) -> Response:
 async def login_link(request: Request, token: str = "") -> Response:
     principal = sessions_of(request).redeem_link(token)
     if principal is None:
-        return see_other("/ui/login?" + urlencode({"error": "this sign-in link is used or expired"}))
+        return see_other(
+            "/ui/login?" + urlencode({"error": "this sign-in link is used or expired"})
+        )
     return signed_in(request, principal, "/ui", None)
 
 
@@ -245,7 +256,9 @@ async def logout(request: Request) -> Response:
 # ---------------------------------------------------------------- runs list
 def run_filters(request: Request) -> dict[str, str | None]:
     q = request.query_params
-    return {k: (q.get(k) or None) for k in ("status", "definition_id", "owner", "trigger", "parent")}
+    return {
+        k: (q.get(k) or None) for k in ("status", "definition_id", "owner", "trigger", "parent")
+    }
 
 
 @router.get("")
@@ -261,11 +274,19 @@ async def runs_list(request: Request, token: str | None = None, rows: bool = Fal
     keep = {k: v for k, v in filters.items() if v}
     next_url = "/ui?" + urlencode({**keep, "token": next_token}) if next_token else None
     poll_url = "/ui?" + urlencode({**keep, **({"token": token} if token else {}), "rows": 1})
-    ctx = dict(items=items, next_url=next_url, poll_url=poll_url, run_url=run_url)
+    ctx: dict[str, Any] = dict(items=items, next_url=next_url, poll_url=poll_url, run_url=run_url)
     if rows:
         return fragment("_run_rows.html", **ctx)
-    return await page(request, session, "runs.html", filters=filters, statuses=STATUSES,
-                      triggers=TRIGGERS, first_page=token is None, **ctx)  # fmt: skip
+    return await page(
+        request,
+        session,
+        "runs.html",
+        filters=filters,
+        statuses=STATUSES,
+        triggers=TRIGGERS,
+        first_page=token is None,
+        **ctx,
+    )
 
 
 # ---------------------------------------------------------------- one run
@@ -280,8 +301,15 @@ async def run_context(request: Request, who: Principal, run_id: str) -> dict[str
     pending = run.pending_approvals[-1] if run.pending_approvals else None
     # keep refreshing after the end while children are still finishing (a cancel cascades)
     live = not run.status.terminal or any(not c.status.terminal for c in run.children)
-    return dict(run=run, nodes=nodes, run_url=run_url, pending=pending, live=live,
-                terminal=run.status.terminal, priorities=PRIORITIES)  # fmt: skip
+    return dict(
+        run=run,
+        nodes=nodes,
+        run_url=run_url,
+        pending=pending,
+        live=live,
+        terminal=run.status.terminal,
+        priorities=PRIORITIES,
+    )
 
 
 @router.get("/runs/{run_id:path}")
@@ -297,8 +325,16 @@ async def run_page(request: Request, run_id: str) -> Response:
     pending = ctx["pending"]
     may_decide = bool(pending) and adapters.may_decide(session.principal, pending)
     people = sorted({*people, session.principal.identity, *adapters.known_identities(request)})
-    return await page(request, session, "run.html", thread=thread, people=people,
-                      compare=compare, may_decide=may_decide, **ctx)  # fmt: skip
+    return await page(
+        request,
+        session,
+        "run.html",
+        thread=thread,
+        people=people,
+        compare=compare,
+        may_decide=may_decide,
+        **ctx,
+    )
 
 
 @router.get("/run/live")
@@ -309,7 +345,7 @@ async def run_live(request: Request, id: str) -> Response:
         ctx = await run_context(request, session.principal, id)
     except HANDLED as e:
         status, detail, _ = problem(e)
-        return HTMLResponse(f"<p role='alert'>{jinja2.utils.escape(detail)}</p>", status)
+        return HTMLResponse(f"<p role='alert'>{markupsafe.escape(detail)}</p>", status)
     return fragment("_run_live.html", who=session.principal, csrf=session.csrf, **ctx)
 
 
@@ -394,8 +430,14 @@ async def run_message(request: Request) -> Response:
 async def run_comment(request: Request) -> Response:
     async def work(s: Session, f: FormData) -> str:
         run_id = field(f, "run_id")
-        await adapters.add_comment(request, s.principal, run_id, field(f, "kind", "comment"),
-                                   field(f, "body"), field(f, "to") or None)  # fmt: skip
+        await adapters.add_comment(
+            request,
+            s.principal,
+            run_id,
+            field(f, "kind", "comment"),
+            field(f, "body"),
+            field(f, "to") or None,
+        )
         return run_url(run_id) + "#thread"
 
     return await action(request, work)
@@ -431,11 +473,19 @@ async def approvals(request: Request) -> Response:
         pending = await adapters.pending_approvals(request, session.principal)
     except HANDLED as e:
         return await error_page(request, session, e)
-    context = {a.run_id: await earlier_outputs(request, session.principal, a.run_id)
-               for a in pending.items}  # fmt: skip
-    return await page(request, session, "approvals.html", items=pending.items, left=time_left,
-                      context=context, run_url=run_url,
-                      can_approve=session.principal.has("tasks:approve"))  # fmt: skip
+    context = {
+        a.run_id: await earlier_outputs(request, session.principal, a.run_id) for a in pending.items
+    }
+    return await page(
+        request,
+        session,
+        "approvals.html",
+        items=pending.items,
+        left=time_left,
+        context=context,
+        run_url=run_url,
+        can_approve=session.principal.has("tasks:approve"),
+    )
 
 
 def clip(value: Any, limit: int = 2000) -> str:
@@ -449,8 +499,11 @@ async def earlier_outputs(request: Request, who: Principal, run_id: str) -> list
         run = await adapters.get_run(request, who, run_id)
     except HANDLED:
         return []
-    return [(s.label or s.id, clip(s.output)) for s in run.steps
-            if s.status.value == "completed" and s.output is not None]  # fmt: skip
+    return [
+        (s.label or s.id, clip(s.output))
+        for s in run.steps
+        if s.status.value == "completed" and s.output is not None
+    ]
 
 
 def time_left(deadline: Any) -> str:
@@ -471,8 +524,9 @@ async def approvals_decide(request: Request) -> Response:
         decision = field(f, "decision")
         if decision not in ("approve", "reject"):
             raise FormProblem("decision must be approve or reject", [{"field": "decision"}])
-        await adapters.decide(request, s.principal, field(f, "run_id"), decision,
-                              field(f, "comment") or None)  # fmt: skip
+        await adapters.decide(
+            request, s.principal, field(f, "run_id"), decision, field(f, "comment") or None
+        )
         return field(f, "back") if field(f, "back").startswith("/ui") else "/ui/approvals"
 
     return await action(request, work)
@@ -497,9 +551,16 @@ async def definition(request: Request, definition_id: str, version: int | None =
         versions = await adapters.versions(request, session.principal, definition_id)
     except HANDLED as e:
         return await error_page(request, session, e)
-    return await page(request, session, "definition.html", stored=stored, versions=versions,
-                      fields=input_fields(stored.definition), priorities=PRIORITIES,
-                      yaml_lines=adapters.definition_yaml(stored.definition))  # fmt: skip
+    return await page(
+        request,
+        session,
+        "definition.html",
+        stored=stored,
+        versions=versions,
+        fields=input_fields(stored.definition),
+        priorities=PRIORITIES,
+        yaml_lines=adapters.definition_yaml(stored.definition),
+    )
 
 
 @router.post("/definitions/{definition_id}/start")
@@ -529,8 +590,14 @@ async def definition_check(request: Request) -> Response:
         return await error_page(request, session, e)
     text = field(form, "yaml")
     lines = adapters.check_yaml(text)
-    return await page(request, session, "check.html", lines=lines, text=text,
-                      ok=not any(line.problems for line in lines))  # fmt: skip
+    return await page(
+        request,
+        session,
+        "check.html",
+        lines=lines,
+        text=text,
+        ok=not any(line.problems for line in lines),
+    )
 
 
 # ---------------------------------------------------------------- schedules
@@ -566,15 +633,24 @@ async def scheduling(request: Request) -> Response:
 
 # ---------------------------------------------------------------- insights
 @router.get("/insights")
-async def insights(request: Request, definition_id: str | None = None, window: str = "7d") -> Response:
+async def insights(
+    request: Request, definition_id: str | None = None, window: str = "7d"
+) -> Response:
     session = session_of(request)
     try:
         stats = await adapters.stats(request, session.principal, definition_id or None, window)
         health = await adapters.regressions(request, session.principal)
     except HANDLED as e:
         return await error_page(request, session, e)
-    return await page(request, session, "insights.html", stats=stats, health=health,
-                      window=window, definition_id=definition_id or "")  # fmt: skip
+    return await page(
+        request,
+        session,
+        "insights.html",
+        stats=stats,
+        health=health,
+        window=window,
+        definition_id=definition_id or "",
+    )
 
 
 # ---------------------------------------------------------------- mounting

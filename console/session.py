@@ -16,6 +16,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -38,11 +39,11 @@ class Session:
         return bool(token) and hmac.compare_digest(self.csrf, token or "")
 
 
-def _principal(data: dict[str, object]) -> Principal:
+def _principal(data: dict[str, Any]) -> Principal:
     return Principal(
         str(data["i"]),
-        frozenset(str(s) for s in data.get("s", []) or []),  # type: ignore[union-attr]
-        frozenset(str(g) for g in data.get("g", []) or []),  # type: ignore[union-attr]
+        frozenset(str(s) for s in data.get("s") or []),
+        frozenset(str(g) for g in data.get("g") or []),
     )
 
 

@@ -26,10 +26,15 @@ from tests.stack import Stack, run_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
     "--disable-dev-shm-usage",
-]  # fmt: skip
+]
 SECRET = "console-test-session-secret"
 KEYS = {
     "alice": ApiKey(key=SecretStr("alice-key"), identity="alice", groups=["ops"]),
@@ -70,12 +75,15 @@ async def stack(
     dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path, fake_llm: FakeLlmServer
 ) -> AsyncIterator[Stack]:
     async with run_stack(
-        dev_env, task_queue, tmp_path,
+        dev_env,
+        task_queue,
+        tmp_path,
         headers={"Authorization": "Bearer alice-key"},
-        auth_required=True, api_keys=list(KEYS.values()),
+        auth_required=True,
+        api_keys=list(KEYS.values()),
         console_session_secret=SecretStr(SECRET),
         openai=OpenAISettings(api_key=SecretStr("sk-test"), base_url=f"{fake_llm.url}/v1"),
-    ) as s:  # fmt: skip
+    ) as s:
         yield s
 
 

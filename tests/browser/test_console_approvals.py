@@ -15,11 +15,16 @@ GATED = {
     "id": "release",
     "steps": [
         {"id": "draft", "action": "notify", "message": "notes for <b>v2</b>"},
-        {"id": "gate", "action": "approval", "approvers": ["alice"],
-         "prompt": "Ship <b>v2</b>? {{ steps.draft.output.message }}", "reminder": "1h"},
+        {
+            "id": "gate",
+            "action": "approval",
+            "approvers": ["alice"],
+            "prompt": "Ship <b>v2</b>? {{ steps.draft.output.message }}",
+            "reminder": "1h",
+        },
         {"id": "ship", "action": "notify", "message": "shipped"},
     ],
-}  # fmt: skip
+}
 
 
 async def test_approve_from_the_inbox(sign_in: SignIn, stack: Stack) -> None:

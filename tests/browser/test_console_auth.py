@@ -67,8 +67,9 @@ async def test_one_time_sign_in_link(browser: Browser, stack: Stack) -> None:
 
 
 async def test_scopes_apply_as_on_the_api(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({"id": "hello", "steps": [{"id": "n", "action": "notify",
-                                                          "message": "hi"}]})  # fmt: skip
+    await stack.put_definition(
+        {"id": "hello", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
+    )
     page = await sign_in("reader")  # tasks:read only
     await page.goto("/ui/definitions/hello")
     csrf = await csrf_of(page)
@@ -84,16 +85,33 @@ async def test_duratask_dev_prints_a_sign_in_link(
 ) -> None:
     """`duratask dev` (on the session's Temporal) prints a link that signs in once."""
     port = free_port()
-    env = {**os.environ, "DURATASK_TASK_QUEUE": f"tq-dev-{port}", "COLUMNS": "400",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}  # fmt: skip
+    env = {
+        **os.environ,
+        "DURATASK_TASK_QUEUE": f"tq-dev-{port}",
+        "COLUMNS": "400",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
     address = dev_env.client.service_client.config.target_host
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "dev", "--temporal-address", address,
-        "--port", str(port), "--no-ui", "--examples", str(tmp_path / "none"),
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "cli.main",
+        "dev",
+        "--temporal-address",
+        address,
+        "--port",
+        str(port),
+        "--no-ui",
+        "--examples",
+        str(tmp_path / "none"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     assert proc.stdout is not None
-    link, seen = None, []
+    link: str | None = None
+    seen: list[str] = []
     try:
         async with asyncio.timeout(90):
             while link is None:

@@ -26,20 +26,30 @@ async def same_document(page: Page) -> bool:
 
 
 async def test_start_from_the_form_and_see_it_complete_live(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({
-        "id": "greet",
-        "name": "Greeter",
-        "inputs": {
-            "name": {"type": "string", "required": True, "description": "who to greet"},
-            "times": {"type": "integer", "default": 2},
-            "tone": {"type": "string", "enum": ["warm", "dry"], "default": "warm"},
-        },
-        "steps": [
-            {"id": "think", "action": "llm_call", "prompt": "Greet {{ input.name }}",
-             "model": scripted({"text": "Hello there, friend", "delay": 5})},
-            {"id": "done", "action": "notify", "message": "{{ steps.think.output }} x{{ input.times }}"},
-        ],
-    })  # fmt: skip
+    await stack.put_definition(
+        {
+            "id": "greet",
+            "name": "Greeter",
+            "inputs": {
+                "name": {"type": "string", "required": True, "description": "who to greet"},
+                "times": {"type": "integer", "default": 2},
+                "tone": {"type": "string", "enum": ["warm", "dry"], "default": "warm"},
+            },
+            "steps": [
+                {
+                    "id": "think",
+                    "action": "llm_call",
+                    "prompt": "Greet {{ input.name }}",
+                    "model": scripted({"text": "Hello there, friend", "delay": 5}),
+                },
+                {
+                    "id": "done",
+                    "action": "notify",
+                    "message": "{{ steps.think.output }} x{{ input.times }}",
+                },
+            ],
+        }
+    )
     page = await sign_in("alice")
     await page.goto("/ui/definitions")
     await page.get_by_role("link", name="greet").click()
@@ -68,10 +78,19 @@ async def test_start_from_the_form_and_see_it_complete_live(sign_in: SignIn, sta
 
 
 async def test_follow_a_streaming_model(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({
-        "id": "stream", "steps": [{"id": "talk", "action": "llm_call", "prompt": "go",
-                                   "model": {"provider": "openai", "name": "slow"}}],
-    })  # fmt: skip
+    await stack.put_definition(
+        {
+            "id": "stream",
+            "steps": [
+                {
+                    "id": "talk",
+                    "action": "llm_call",
+                    "prompt": "go",
+                    "model": {"provider": "openai", "name": "slow"},
+                }
+            ],
+        }
+    )
     run = await stack.start("stream")
     page = await sign_in("alice")
     await page.goto(f"/ui/runs/{run['run_id']}")
@@ -90,13 +109,17 @@ async def test_follow_a_streaming_model(sign_in: SignIn, stack: Stack) -> None:
 PARALLEL = {
     "id": "fanout",
     "steps": [
-        {"id": "split", "action": "parallel", "branches": [
-            {"name": "left", "steps": [{"id": "l", "action": "wait", "duration": "1s"}]},
-            {"name": "right", "steps": [{"id": "r", "action": "wait", "duration": "2s"}]},
-        ]},
+        {
+            "id": "split",
+            "action": "parallel",
+            "branches": [
+                {"name": "left", "steps": [{"id": "l", "action": "wait", "duration": "1s"}]},
+                {"name": "right", "steps": [{"id": "r", "action": "wait", "duration": "2s"}]},
+            ],
+        },
         {"id": "after", "action": "notify", "message": "joined"},
     ],
-}  # fmt: skip
+}
 
 
 async def test_parallel_graph_shows_branches_and_join(sign_in: SignIn, stack: Stack) -> None:
@@ -104,14 +127,19 @@ async def test_parallel_graph_shows_branches_and_join(sign_in: SignIn, stack: St
     run = await stack.start("fanout")
     page = await sign_in("alice")
     await page.goto(f"/ui/runs/{run['run_id']}")
-    left, right = page.locator(".branch[data-branch=left]"), page.locator(".branch[data-branch=right]")
+    left, right = (
+        page.locator(".branch[data-branch=left]"),
+        page.locator(".branch[data-branch=right]"),
+    )
     await expect(left).to_be_visible()
     await expect(right).to_be_visible()
     await expect(page.locator(".join[data-join=split]")).to_be_visible()
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
     await expect(left).to_have_attribute("data-status", "completed")
     await expect(right).to_have_attribute("data-status", "completed")
-    await expect(page.locator(".node[data-step=after]")).to_have_attribute("data-status", "completed")
+    await expect(page.locator(".node[data-step=after]")).to_have_attribute(
+        "data-status", "completed"
+    )
     await shot(page, "parallel-graph")
     await left.get_by_role("link").click()  # the branch's child run
     await expect(page.locator("h1")).to_contain_text(f"{run['run_id']}/split/left")
@@ -119,13 +147,21 @@ async def test_parallel_graph_shows_branches_and_join(sign_in: SignIn, stack: St
 
 
 async def test_cancel_a_parent_cancels_its_children(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({
-        "id": "long",
-        "steps": [{"id": "split", "action": "parallel", "branches": [
-            {"name": "a", "steps": [{"id": "wa", "action": "wait", "duration": "5m"}]},
-            {"name": "b", "steps": [{"id": "wb", "action": "wait", "duration": "5m"}]},
-        ]}],
-    })  # fmt: skip
+    await stack.put_definition(
+        {
+            "id": "long",
+            "steps": [
+                {
+                    "id": "split",
+                    "action": "parallel",
+                    "branches": [
+                        {"name": "a", "steps": [{"id": "wa", "action": "wait", "duration": "5m"}]},
+                        {"name": "b", "steps": [{"id": "wb", "action": "wait", "duration": "5m"}]},
+                    ],
+                }
+            ],
+        }
+    )
     run = await stack.start("long")
     page = await sign_in("alice")
     await page.goto(f"/ui/runs/{run['run_id']}")
@@ -146,11 +182,19 @@ async def test_cancel_a_parent_cancels_its_children(sign_in: SignIn, stack: Stac
 
 
 async def test_steer_an_agent_from_the_box(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({
-        "id": "chat", "steps": [{"id": "talk", "action": "llm_call", "prompt": "Hello",
-                                 "model": scripted({"text": "one", "delay": 20},
-                                                   {"text": "steered answer"})}],
-    })  # fmt: skip
+    await stack.put_definition(
+        {
+            "id": "chat",
+            "steps": [
+                {
+                    "id": "talk",
+                    "action": "llm_call",
+                    "prompt": "Hello",
+                    "model": scripted({"text": "one", "delay": 20}, {"text": "steered answer"}),
+                }
+            ],
+        }
+    )
     run = await stack.start("chat")
     page = await sign_in("alice")
     await page.goto(f"/ui/runs/{run['run_id']}")
@@ -167,8 +211,9 @@ async def test_steer_an_agent_from_the_box(sign_in: SignIn, stack: Stack) -> Non
 
 
 async def test_comment_with_a_mention(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({"id": "note", "steps": [
-        {"id": "n", "action": "notify", "message": "hi"}]})  # fmt: skip
+    await stack.put_definition(
+        {"id": "note", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
+    )
     run = await stack.start("note")
     await stack.wait_result(run["run_id"])
     page = await sign_in("bob")
@@ -194,8 +239,19 @@ async def test_comment_with_a_mention(sign_in: SignIn, stack: Stack) -> None:
 
 async def test_model_output_with_script_is_text(sign_in: SignIn, stack: Stack) -> None:
     evil = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
-    await stack.put_definition({"id": "evil", "steps": [
-        {"id": "say", "action": "llm_call", "prompt": "hi", "model": scripted({"text": evil})}]})
+    await stack.put_definition(
+        {
+            "id": "evil",
+            "steps": [
+                {
+                    "id": "say",
+                    "action": "llm_call",
+                    "prompt": "hi",
+                    "model": scripted({"text": evil}),
+                }
+            ],
+        }
+    )
     run = await stack.start("evil")
     await stack.wait_result(run["run_id"])
     await stack.http.post(f"/v1/runs/{run['run_id']}/comments", json={"body": evil})

@@ -12,11 +12,18 @@ from tests.stack import Stack
 
 
 async def test_schedules_page_pauses_and_triggers(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition({"id": "digest", "steps": [
-        {"id": "n", "action": "notify", "message": "digest"}]})  # fmt: skip
-    r = await stack.http.post("/v1/schedules", json={
-        "id": f"weekday-{stack.task_queue}", "definition_id": "digest",
-        "cron": "0 9 * * 1-5", "description": "the morning digest"})  # fmt: skip
+    await stack.put_definition(
+        {"id": "digest", "steps": [{"id": "n", "action": "notify", "message": "digest"}]}
+    )
+    r = await stack.http.post(
+        "/v1/schedules",
+        json={
+            "id": f"weekday-{stack.task_queue}",
+            "definition_id": "digest",
+            "cron": "0 9 * * 1-5",
+            "description": "the morning digest",
+        },
+    )
     assert r.status_code == 201, r.text
     sid = r.json()["id"]
     page = await sign_in("alice")

@@ -20,8 +20,12 @@ ALICE = Principal("alice", frozenset({"tasks:read", "tasks:write"}), frozenset({
 
 
 def sessions(secret: str = "s3cret", hours: float = 1.0) -> Sessions:
-    return Sessions(Settings(console_session_secret=SecretStr(secret), console_session_hours=hours,
-                             _env_file=None))  # type: ignore[call-arg]  # fmt: skip
+    settings = Settings(
+        console_session_secret=SecretStr(secret),
+        console_session_hours=hours,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    return Sessions(settings)
 
 
 def test_a_session_cookie_round_trips_and_refuses_tampering() -> None:
@@ -87,23 +91,46 @@ def test_yaml_syntax_error_is_placed() -> None:
     assert any(line.problems and "not valid YAML" in line.problems[0] for line in lines)
 
 
-DEF = TaskDefinition.model_validate({
-    "id": "f",
-    "inputs": {"name": {"required": True}, "n": {"type": "integer", "default": 2},
-               "ok": {"type": "boolean"}, "tone": {"enum": ["warm", "dry"]},
-               "tags": {"type": "array"}},
-    "steps": [{"id": "s", "action": "notify", "message": "x"}],
-})  # fmt: skip
+DEF = TaskDefinition.model_validate(
+    {
+        "id": "f",
+        "inputs": {
+            "name": {"required": True},
+            "n": {"type": "integer", "default": 2},
+            "ok": {"type": "boolean"},
+            "tone": {"enum": ["warm", "dry"]},
+            "tags": {"type": "array"},
+        },
+        "steps": [{"id": "s", "action": "notify", "message": "x"}],
+    }
+)
 
 
 def test_the_start_form_follows_the_inputs_schema() -> None:
     kinds = {f.name: f.kind for f in input_fields(DEF)}
-    assert kinds == {"name": "text", "n": "number", "ok": "checkbox", "tone": "select",
-                     "tags": "json"}  # fmt: skip
-    form = FormData([("in.name", "Ada"), ("in.n", "5"), ("in.ok", "true"), ("in.tone", "dry"),
-                     ("in.tags", '["a", "b"]')])  # fmt: skip
-    assert parse_inputs(DEF, form) == {"name": "Ada", "n": 5, "ok": True, "tone": "dry",
-                                       "tags": ["a", "b"]}  # fmt: skip
+    assert kinds == {
+        "name": "text",
+        "n": "number",
+        "ok": "checkbox",
+        "tone": "select",
+        "tags": "json",
+    }
+    form = FormData(
+        [
+            ("in.name", "Ada"),
+            ("in.n", "5"),
+            ("in.ok", "true"),
+            ("in.tone", "dry"),
+            ("in.tags", '["a", "b"]'),
+        ]
+    )
+    assert parse_inputs(DEF, form) == {
+        "name": "Ada",
+        "n": 5,
+        "ok": True,
+        "tone": "dry",
+        "tags": ["a", "b"],
+    }
     assert parse_inputs(DEF, FormData([("in.name", "Ada")])) == {"name": "Ada", "ok": False}
     with pytest.raises(FormProblem) as e:
         parse_inputs(DEF, FormData([("in.n", "five"), ("in.tags", "[")]))
