@@ -334,8 +334,12 @@ class RunService:
         parent: str | None,
         page_size: int,
         page_token: str | None,
+        started_after: datetime | None = None,
     ) -> tuple[list[RunSummary], str | None]:
         clauses = ["WorkflowType = 'TaskRunWorkflow'"]
+        if started_after is not None:  # the console's time filter
+            at = started_after if started_after.tzinfo else started_after.replace(tzinfo=UTC)
+            clauses.append(f"StartTime >= '{at.astimezone(UTC).isoformat()}'")
         for key, value in (
             (contracts.SA_DEFINITION, definition_id),
             (contracts.SA_STATUS, status),

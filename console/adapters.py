@@ -8,6 +8,7 @@ service changes shape (a `principal` argument for ownership, a single approvals
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -59,7 +60,12 @@ async def schedules_of(request: Request) -> ScheduleService:
 
 # ---------------------------------------------------------------- runs
 async def list_runs(
-    request: Request, who: Principal, filters: dict[str, str | None], size: int, token: str | None
+    request: Request,
+    who: Principal,
+    filters: dict[str, str | None],
+    size: int,
+    token: str | None,
+    started_after: datetime | None = None,
 ) -> tuple[list[RunSummary], str | None]:
     require_scope(who, READ)
     runs = await runs_of(request)
@@ -71,6 +77,7 @@ async def list_runs(
         filters.get("parent"),
         size,
         token,
+        started_after,
     )
 
 

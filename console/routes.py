@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -256,22 +256,46 @@ async def logout(request: Request) -> Response:
 # ---------------------------------------------------------------- runs list
 def run_filters(request: Request) -> dict[str, str | None]:
     q = request.query_params
-    return {
-        k: (q.get(k) or None) for k in ("status", "definition_id", "owner", "trigger", "parent")
-    }
+    keys = ("status", "definition_id", "owner", "trigger", "parent", "since")
+    return {k: (q.get(k) or None) for k in keys}
+
+
+SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+
+
+def parse_since(since: str | None) -> datetime | None:
+    """`since`: one of SINCE's windows, or an ISO 8601 time."""
+    if not since:
+        return None
+    if since in SINCE:
+        return datetime.now(UTC) - timedelta(seconds=SINCE[since])
+    try:
+        return datetime.fromisoformat(since)
+    except ValueError:
+        raise ValueError(f"since must be one of {', '.join(SINCE)} or an ISO 8601 time") from None
 
 
 @router.get("")
-async def runs_list(request: Request, token: str | None = None, rows: bool = False) -> Response:
+async def runs_list(
+    request: Request, token: str | None = None, rows: bool = False, size: int = PAGE_SIZE
+) -> Response:
     session = session_of(request)
     filters = run_filters(request)
+    since = filters.pop("since", None)
     try:
+        after = parse_since(since)
         items, next_token = await adapters.list_runs(
-            request, session.principal, filters, PAGE_SIZE, token
+            request, session.principal, filters, min(max(size, 1), 500), token, after
         )
+    except ValueError as e:  # a page token or a time this page did not give out
+        return await error_page(request, session, FormProblem(str(e), []))
     except HANDLED as e:
         return await error_page(request, session, e)
-    keep = {k: v for k, v in filters.items() if v}
+    if since:
+        filters["since"] = since
+    keep: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    if size != PAGE_SIZE:
+        keep["size"] = size
     next_url = "/ui?" + urlencode({**keep, "token": next_token}) if next_token else None
     poll_url = "/ui?" + urlencode({**keep, **({"token": token} if token else {}), "rows": 1})
     ctx: dict[str, Any] = dict(items=items, next_url=next_url, poll_url=poll_url, run_url=run_url)
