@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.streams
 	$(BIN)/python -m bench.cancel
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf $(VENV) .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info
