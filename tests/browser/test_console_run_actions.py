@@ -8,6 +8,7 @@ from playwright.async_api import expect
 from tests.browser.conftest import SignIn, shot
 from tests.stack import Stack
 
+
 async def test_priority_retry_rating_handoff_compare(sign_in: SignIn, stack: Stack) -> None:
     await stack.put_definition(
         {
