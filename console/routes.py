@@ -7,6 +7,7 @@ work with the keyboard and without script; htmx only refreshes parts in place.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +35,7 @@ from console.forms import FormProblem, input_fields, parse_inputs
 from console.session import COOKIE, Session, Sessions
 from duratask.schedules.service import ScheduleError
 from duratask.store.definitions import NotFound
-from workflows.models import Priority, RunStatus
+from workflows.models import Priority, RunState, RunStatus
 
 HERE = Path(__file__).parent
 STATUSES = [s.value for s in RunStatus]
@@ -370,7 +371,12 @@ async def run_live(request: Request, id: str) -> Response:
     except HANDLED as e:
         status, detail, _ = problem(e)
         return HTMLResponse(f"<p role='alert'>{markupsafe.escape(detail)}</p>", status)
-    return fragment("_run_live.html", who=session.principal, csrf=session.csrf, **ctx)
+    live = fragment("_run_live.html", who=session.principal, csrf=session.csrf, **ctx)
+    if not ctx["terminal"]:
+        return live
+    # the run has ended: swap the action forms too (retry and rating replace cancel)
+    actions = env.get_template("_run_actions.html").render(csrf=session.csrf, oob=True, **ctx)
+    return HTMLResponse(bytes(live.body).decode() + actions)
 
 
 @router.get("/run/events")
@@ -497,18 +503,26 @@ async def approvals(request: Request) -> Response:
         pending = await adapters.pending_approvals(request, session.principal)
     except HANDLED as e:
         return await error_page(request, session, e)
-    context = {
-        a.run_id: await earlier_outputs(request, session.principal, a.run_id) for a in pending.items
-    }
+    # visibility lags a decision: each run's own state says whether it still waits
+    runs = await asyncio.gather(*(fresh_run(request, session.principal, a.run_id)
+                                  for a in pending.items))  # fmt: skip
+    items, context, now = [], {}, {}
+    for a, run in zip(pending.items, runs, strict=True):
+        if run is None or not run.pending_approvals:
+            continue
+        items.append(a)
+        context[a.run_id] = earlier_outputs(run)
+        now[a.run_id] = run.pending_approvals[-1]
     return await page(
         request,
         session,
         "approvals.html",
-        items=pending.items,
+        items=items,
         left=time_left,
         context=context,
+        pending=now,
         run_url=run_url,
-        can_approve=session.principal.has("tasks:approve"),
+        may_decide=lambda run_id: adapters.may_decide(session.principal, now[run_id]),
     )
 
 
@@ -517,12 +531,15 @@ def clip(value: Any, limit: int = 2000) -> str:
     return text if len(text) <= limit else text[:limit] + " [...]"
 
 
-async def earlier_outputs(request: Request, who: Principal, run_id: str) -> list[tuple[str, str]]:
-    """The outputs of the run's finished steps: the context an approver decides on."""
+async def fresh_run(request: Request, who: Principal, run_id: str) -> RunState | None:
     try:
-        run = await adapters.get_run(request, who, run_id)
+        return await adapters.get_run(request, who, run_id)
     except HANDLED:
-        return []
+        return None
+
+
+def earlier_outputs(run: RunState) -> list[tuple[str, str]]:
+    """The outputs of the run's finished steps: the context an approver decides on."""
     return [
         (s.label or s.id, clip(s.output))
         for s in run.steps
