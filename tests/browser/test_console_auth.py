@@ -8,15 +8,18 @@ import html
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
+import jwt
 from playwright.async_api import Browser, expect
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.auth import Principal
 from console.session import link_token
 from tests.browser.conftest import SECRET, SignIn, csrf_of, shot
-from tests.stack import Stack, free_port
+from tests.stack import Stack, free_port, run_stack
 
 
 async def test_sign_in_with_a_key_then_sign_out(browser: Browser, stack: Stack) -> None:
@@ -132,3 +135,30 @@ async def test_duratask_dev_prints_a_sign_in_link(
     finally:
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_sign_in_with_a_jwt_ends_with_the_token(
+    browser: Browser, dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    secret = "jwt-test-secret-0123456789abcdef0123"
+    async with run_stack(dev_env, task_queue, tmp_path, worker=False, auth_required=True,
+                         jwt_secret=SecretStr(secret),
+                         console_session_secret=SecretStr(SECRET)) as stack:  # fmt: skip
+        exp = int(time.time()) + 120
+        token = jwt.encode(
+            {"sub": "jay", "scope": "tasks:read", "exp": exp}, secret, algorithm="HS256"
+        )
+        ctx = await browser.new_context(base_url=stack.url)
+        page = await ctx.new_page()
+        await page.goto("/ui/login")
+        await page.get_by_label("API key or JWT").fill(token)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.locator("#identity")).to_have_text("jay")
+        cookie = next(c for c in await ctx.cookies() if c["name"] == "duratask_session")
+        assert cookie["expires"] <= exp + 1  # not the 12 h of an API key's session
+        expired = jwt.encode({"sub": "jay", "exp": int(time.time()) - 5}, secret)
+        await page.goto("/ui/login")
+        await page.get_by_label("API key or JWT").fill(expired)
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page.get_by_role("alert")).to_contain_text("expired")
+        await ctx.close()

@@ -265,3 +265,53 @@ async def test_model_output_with_script_is_text(sign_in: SignIn, stack: Stack) -
     assert await page.evaluate("window.__pwned === undefined")
     assert await page.locator("main script, main img").count() == 0
     await shot(page, "escaped-output")
+
+
+async def test_timeline_resumes_after_a_drop_and_falls_back_to_polling(
+    sign_in: SignIn, stack: Stack
+) -> None:
+    await stack.put_definition(PARALLEL)
+    run = await stack.start("fanout")
+    await stack.wait_result(run["run_id"])
+    page = await sign_in("alice")
+    requests: list[str] = []
+
+    async def first_stream_dropped(route: Any) -> None:
+        requests.append(route.request.url)
+        if len(requests) > 1:
+            await route.continue_()
+            return
+        # the first stream delivers events 0-2, then the connection drops
+        resp = await route.fetch()
+        body = (await resp.text()).split("\n\n")
+        await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
+                            body="\n\n".join(body[:3]) + "\n\n")  # fmt: skip
+
+    await page.route("**/ui/run/events?*", first_stream_dropped)
+    await page.goto(f"/ui/runs/{run['run_id']}")
+    await expect(page.locator("#timeline")).to_have_attribute("data-done", "true")
+    offsets = await page.locator("#timeline li").evaluate_all(
+        "items => items.map(i => Number(i.dataset.offset))"
+    )
+    assert offsets == sorted(set(offsets)) and offsets[0] == 0, offsets  # no gap, no repeat
+    assert offsets == list(range(len(offsets)))
+    assert "after=2" in requests[1], requests  # resumed after the last event it had
+
+    # a stream that always fails: the page polls the same events instead
+    poll = await page.context.new_page()
+
+    polled: list[str] = []
+
+    async def no_stream(route: Any) -> None:
+        if "poll=1" in route.request.url:
+            polled.append(route.request.url)
+            await route.continue_()
+        else:
+            await route.fulfill(status=503, body="")
+
+    await poll.route("**/ui/run/events?*", no_stream)
+    await poll.goto(f"/ui/runs/{run['run_id']}")
+    await expect(poll.locator("#timeline")).to_have_attribute("data-done", "true")
+    await expect(poll.locator("#events-mode")).to_have_text("(ended)")
+    assert await poll.locator("#timeline li").count() == len(offsets)
+    assert polled, "the page never polled"
