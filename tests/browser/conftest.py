@@ -83,6 +83,7 @@ async def stack(
         api_keys=list(KEYS.values()),
         console_session_secret=SecretStr(SECRET),
         openai=OpenAISettings(api_key=SecretStr("sk-test"), base_url=f"{fake_llm.url}/v1"),
+        tool_modules=["tests.fakes.tools"],
     ) as s:
         yield s
 

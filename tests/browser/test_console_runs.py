@@ -315,3 +315,34 @@ async def test_timeline_resumes_after_a_drop_and_falls_back_to_polling(
     await expect(poll.locator("#events-mode")).to_have_text("(ended)")
     assert await poll.locator("#timeline li").count() == len(offsets)
     assert polled, "the page never polled"
+
+
+def call(name: str, id: str, **args: Any) -> dict[str, Any]:
+    return {"id": id, "name": name, "arguments": args}
+
+
+async def test_agent_plan_checklist_and_drift_alert(sign_in: SignIn, stack: Stack) -> None:
+    script = [
+        {"tool_calls": [call("plan", "p0", items=["gather", "analyse", "report"])], "delay": 2},
+        {"tool_calls": [call("plan", "p1", done=[1])]},
+        {"tool_calls": [call("add", "x1", a=1, b=1)]},
+        {"tool_calls": [call("add", "x2", a=1, b=2)]},
+        {"tool_calls": [call("add", "x3", a=1, b=3)], "delay": 2},
+        {"text": "1. [x] gather\n2. [x] analyse\n3. [x] report", "delay": 2},
+    ]
+    await stack.put_definition({
+        "id": "planner", "tools": ["add", "plan"],
+        "steps": [{"id": "agent", "action": "llm_call", "prompt": "Do the job.",
+                   "model": scripted(*script)}],
+    })  # fmt: skip
+    run = await stack.start("planner")
+    page = await sign_in("alice")
+    await page.goto(f"/ui/runs/{run['run_id']}")
+    plan = page.locator("ul.plan li")
+    await expect(plan).to_have_count(3, timeout=30_000)
+    await expect(page.locator("p.drift")).to_contain_text("no plan progress", timeout=30_000)
+    await expect(page.locator("#timeline [role=alert]")).to_contain_text("drift.alert")
+    await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator("ul.plan input:checked")).to_have_count(3)
+    await expect(plan.nth(1)).to_contain_text("2. analyse")
+    await shot(page, "agent-plan")
