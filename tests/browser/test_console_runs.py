@@ -322,7 +322,7 @@ def call(name: str, id: str, **args: Any) -> dict[str, Any]:
 
 
 async def test_agent_plan_checklist_and_drift_alert(sign_in: SignIn, stack: Stack) -> None:
-    script = [
+    script: list[dict[str, Any]] = [
         {"tool_calls": [call("plan", "p0", items=["gather", "analyse", "report"])], "delay": 2},
         {"tool_calls": [call("plan", "p1", done=[1])]},
         {"tool_calls": [call("add", "x1", a=1, b=1)]},
