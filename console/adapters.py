@@ -8,7 +8,8 @@ service changes shape (a `principal` argument for ownership, a single approvals
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -18,6 +19,7 @@ from temporalio.client import Client
 from api.auth import Principal, require_scope
 from api.deps import get_temporal
 from api.insights.deps import insights_service
+from api.insights.records import run_query, scan
 from api.insights.service import InsightsService, window_start
 from api.insights.stats import RunStats
 from api.routers import approvals as approvals_api
@@ -26,6 +28,7 @@ from api.routers.collab import get_collab, with_collab
 from api.routers.events import get_hub
 from api.runs_service import RunService
 from api.schemas import RunSummary, RunView, StartRunRequest
+from console.series import Bucket, buckets
 from duratask.schedules.models import ScheduleView
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings
@@ -227,12 +230,23 @@ async def insights(request: Request) -> InsightsService:
 
 
 async def stats(
-    request: Request, who: Principal, definition_id: str | None, window: str | None
-) -> RunStats:
+    request: Request,
+    who: Principal,
+    definition_id: str | None,
+    window: str | None,
+    owner: str | None = None,
+) -> tuple[RunStats, list[Bucket]]:
+    """The window's stats, and the same runs bucketed over time for the charts."""
     require_scope(who, READ)
     s = settings_of(request)
     start = window_start(None, window, s.insights_default_window)
-    return await (await insights(request)).stats(None, definition_id, start, s.insights_max_runs)
+    svc = await insights(request)
+    query = run_query(owner=owner, definition_id=definition_id, since=start)
+    summary, (records, _) = await asyncio.gather(
+        svc.stats(owner, definition_id, start, s.insights_max_runs),
+        scan(svc.client, query, s.insights_max_runs),
+    )
+    return summary, buckets(records, start, datetime.now(UTC))
 
 
 def require_read(who: Principal) -> None:

@@ -32,6 +32,7 @@ from api.routers.events import TypeFilter, json_page, resume_point, stream
 from api.schemas import StartRunRequest
 from console import adapters, graph
 from console.forms import FormProblem, input_fields, parse_inputs
+from console.series import charts
 from console.session import COOKIE, Session, Sessions
 from duratask.schedules.service import ScheduleError
 from duratask.store.definitions import NotFound
@@ -675,11 +676,16 @@ async def scheduling(request: Request) -> Response:
 # ---------------------------------------------------------------- insights
 @router.get("/insights")
 async def insights(
-    request: Request, definition_id: str | None = None, window: str = "7d"
+    request: Request,
+    definition_id: str | None = None,
+    owner: str | None = None,
+    window: str = "7d",
 ) -> Response:
     session = session_of(request)
     try:
-        stats = await adapters.stats(request, session.principal, definition_id or None, window)
+        stats, series = await adapters.stats(
+            request, session.principal, definition_id or None, window, owner or None
+        )
         health = await adapters.regressions(request, session.principal)
     except HANDLED as e:
         return await error_page(request, session, e)
@@ -688,9 +694,11 @@ async def insights(
         session,
         "insights.html",
         stats=stats,
+        charts=charts(series),
         health=health,
         window=window,
         definition_id=definition_id or "",
+        owner=owner or "",
     )
 
 

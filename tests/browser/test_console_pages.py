@@ -63,8 +63,9 @@ async def test_definition_yaml_problems_and_paging(sign_in: SignIn, stack: Stack
 
     await page.goto("/ui/insights?window=24h")
     await expect(page.locator("#success-rate")).to_have_text("100%")
-    await expect(page.locator("svg.chart").first).to_be_visible()
-    await expect(page.locator("svg.chart").first).to_contain_text("completed")
+    await expect(page.locator("figure.timechart")).to_have_count(5)
+    await expect(page.locator("figure.timechart svg rect.bar").first).to_be_visible()
+    await expect(page.locator("svg[aria-label='Runs by status']")).to_contain_text("completed")
     await shot(page, "insights")
 
     for url in ("/ui", "/ui/approvals", "/ui/schedules", "/ui/insights",

@@ -135,3 +135,30 @@ def test_the_start_form_follows_the_inputs_schema() -> None:
     with pytest.raises(FormProblem) as e:
         parse_inputs(DEF, FormData([("in.n", "five"), ("in.tags", "[")]))
     assert [p["field"] for p in e.value.problems] == ["input.n", "input.tags"]
+
+
+def test_runs_are_bucketed_over_time() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from api.insights.records import RunRecord
+    from console.series import buckets, charts
+
+    t0 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
+
+    def rec(minutes: int, status: str, ms: int | None = None, tokens: int = 0) -> RunRecord:
+        return RunRecord(
+            run_id=f"r{minutes}", definition_id="d", owner=None, trigger="api", status=status,
+            start_time=t0 + timedelta(minutes=minutes), close_time=None, duration_ms=ms,
+            tokens=tokens, cost_usd=0.01,
+        )  # fmt: skip
+
+    records = [rec(5, "completed", 100, 10), rec(10, "completed", 300, 20), rec(20, "failed"),
+               rec(70, "running"), rec(130, "cancelled")]  # fmt: skip
+    out = buckets(records, t0, t0 + timedelta(hours=3))
+    assert [b.runs for b in out] == [3, 1, 1, 0]  # hourly for a short window
+    assert out[0].success_pct == pytest.approx(200 / 3) and out[0].duration_ms == 200
+    assert out[0].tokens == 30 and out[1].success_pct is None and out[2].success_pct == 0
+    daily = buckets(records, t0 - timedelta(days=6), t0 + timedelta(hours=3))
+    assert len(daily) == 7 and daily[-1].runs == 5  # daily for a week
+    titles = [c[0] for c in charts(out)]
+    assert titles == ["Runs", "Success rate (%)", "Median duration (ms)", "Tokens", "Cost (USD)"]
