@@ -560,6 +560,16 @@ def time_left(deadline: Any) -> str:
     return f"{h} h {rem // 60} min left" if h else f"{rem // 60} min {rem % 60} s left"
 
 
+@router.get("/approvals/count")
+async def approvals_count(request: Request) -> Response:
+    """The navigation's badge, refreshed in place."""
+    session = session_of(request)
+    count = await nav_count(request, session.principal)
+    if count is None:
+        return HTMLResponse("")
+    return fragment("_count.html", approvals_count=count)
+
+
 @router.post("/approvals/decide")
 async def approvals_decide(request: Request) -> Response:
     async def work(s: Session, f: FormData) -> str:

@@ -56,6 +56,8 @@ async def test_approve_from_the_inbox(sign_in: SignIn, stack: Stack) -> None:
 
     alice = await sign_in("alice")
     await expect(alice.locator("#nav-approvals .count")).to_have_text("1")
+    r = await alice.context.request.get(f"{stack.url}/ui/approvals/count")
+    assert r.status == 200 and ">1</span>" in await r.text()
     await alice.goto("/ui/approvals")
     item = alice.locator(f"article[data-run='{run_id}']")
     await expect(item).to_contain_text("Ship <b>v2</b>? notes for <b>v2</b>")  # escaped text

@@ -34,6 +34,8 @@ async def test_sign_in_with_a_key_then_sign_out(browser: Browser, stack: Stack) 
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.locator("#identity")).to_have_text("alice")
     await expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    await page.keyboard.press("Tab")  # the keyboard's first stop skips the navigation
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     await shot(page, "sign-in")
 
     cookie = next(c for c in await ctx.cookies() if c["name"] == "duratask_session")
