@@ -5,6 +5,7 @@ its children, and model output rendered as text."""
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from playwright.async_api import Page, expect
@@ -346,3 +347,35 @@ async def test_agent_plan_checklist_and_drift_alert(sign_in: SignIn, stack: Stac
     await expect(page.locator("ul.plan input:checked")).to_have_count(3)
     await expect(plan.nth(1)).to_contain_text("2. analyse")
     await shot(page, "agent-plan")
+
+
+async def test_graph_of_a_conditional_and_a_sub_task(sign_in: SignIn, stack: Stack) -> None:
+    await stack.put_definition(
+        {"id": "leaf", "steps": [{"id": "w", "action": "wait", "duration": "2s"}]}
+    )
+    await stack.put_definition({
+        "id": "tree",
+        "inputs": {"deep": {"type": "boolean", "default": True}},
+        "steps": [
+            {"id": "route", "action": "conditional", "condition": "input.deep",
+             "then": "child", "else": "skip"},
+            {"id": "child", "action": "sub_task", "task": "leaf", "next": "end"},
+            {"id": "skip", "action": "notify", "message": "skipped"},
+        ],
+    })  # fmt: skip
+    run = await stack.start("tree")
+    page = await sign_in("alice")
+    await page.goto(f"/ui/runs/{run['run_id']}")
+    route = page.locator(".node[data-step=route]")
+    await expect(route).to_contain_text("input.deep")
+    await expect(route.locator(".cond")).to_contain_text("then → child")
+    await expect(route.locator(".cond")).to_contain_text("else → skip")
+    child = page.locator(".node[data-step=child]")
+    await expect(child).to_have_class(re.compile(r"\bwaiting\b"), timeout=30_000)
+    await expect(child).to_contain_text("waiting for sub-task")
+    await shot(page, "sub-task-waiting")
+    await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator(".node[data-step=skip]")).to_have_attribute("data-status", "skipped")
+    await child.get_by_role("link").click()
+    await expect(page.locator("h1")).to_contain_text(f"{run['run_id']}/child")
+    await expect(page.locator(".node[data-step=w]")).to_have_attribute("data-status", "completed")
