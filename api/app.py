@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from activities.tools.registry import build_registry
 from api import errors
 from api.auth import Authenticator
+from api.limits import RequestLimits
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings)
     app.state.tool_names = build_registry(settings).names()
     errors.install(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(definitions.router)
     app.include_router(stats_router)  # insights (docs/insights.md)

@@ -6,13 +6,12 @@ definition is reported at once (422), each naming its step and what is wrong.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import yaml
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
+from api.bodies import check_definition_limits, off_loop, parse_document
 from api.deps import Reader, StoreDep, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
 from duratask.store.definitions import DefinitionStore, StoredVersion
@@ -21,34 +20,36 @@ from workflows.validation import validate
 
 router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
 
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
-
 
 async def parse_body(request: Request) -> dict[str, Any]:
+    """The body as a mapping, within the limits of api/bodies.py; parsed off the loop."""
     raw = await request.body()
     if not raw.strip():
         raise unprocessable("empty body: send a task definition as JSON or YAML")
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        data = yaml.safe_load(raw) if content_type in YAML_TYPES else json.loads(raw)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        kind = "YAML" if content_type in YAML_TYPES else "JSON"
-        raise unprocessable(f"the body is not valid {kind}: {e}") from None
+    settings = request.app.state.settings
+    data = await off_loop(parse_document, raw, content_type, settings)
     if not isinstance(data, dict):
         raise unprocessable("a definition must be a mapping (an object) at the top level")
+    check_definition_limits(data, settings)
     return data
+
+
+def _model(data: dict[str, Any]) -> TaskDefinition:
+    try:
+        return TaskDefinition.model_validate(data)
+    except ValidationError as e:
+        problems = pydantic_problems(e)
+        raise unprocessable(describe_problems(problems), problems=problems) from None
 
 
 async def check_definition(
     request: Request, store: DefinitionStore, data: dict[str, Any]
 ) -> TaskDefinition:
-    try:
-        definition = TaskDefinition.model_validate(data)
-    except ValidationError as e:
-        problems = pydantic_problems(e)
-        raise unprocessable(describe_problems(problems), problems=problems) from None
+    definition = await off_loop(_model, data)
     others = await _referenced(store, definition)
-    found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
+    tools = request.app.state.tool_names
+    found = await off_loop(validate, definition, tools, lambda d: others.get(d))
     if found:
         listed = [p.as_dict() for p in found]
         summary = f"{len(found)} problem(s): " + "; ".join(str(p) for p in found)
