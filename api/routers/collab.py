@@ -18,10 +18,10 @@ from temporalio.service import RPCError
 
 from api.auth import Principal
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
-from api.errors import ApiError, conflict, unprocessable
+from api.errors import COMMON, TEMPORAL, ApiError, conflict, responses, unprocessable
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
-from api.schemas import RatingSummary, RunView
+from api.schemas import MAX_INT, RatingSummary, RunView
 from duratask.logging import get_logger
 from duratask.store.collab import (
     Assignment,
@@ -37,7 +37,7 @@ from workflows.models import RunComment, RunState, RunStatus
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
-router = APIRouter(tags=["collaboration"])
+router = APIRouter(tags=["collaboration"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 MAX_BODY = 10_000
 
@@ -228,7 +228,7 @@ async def rating_report(
     definition_id: str | None = None,
     identity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> RatingReport:
     """Ratings across runs (of one definition, by one identity), newest first, with totals."""
     items, up, down = await collab.all_ratings(definition_id, identity, limit, offset)

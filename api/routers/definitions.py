@@ -8,17 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
 from api.bodies import check_definition_limits, off_loop, parse_document
 from api.deps import Reader, StoreDep, Writer
-from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
+from api.errors import (
+    COMMON,
+    describe_problems,
+    pydantic_problems,
+    responses,
+    unprocessable,
+)
+from api.schemas import MAX_INT
 from duratask.store.definitions import DefinitionStore, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 
-router = APIRouter(prefix="/v1/definitions", tags=["definitions"])
+router = APIRouter(
+    prefix="/v1/definitions", tags=["definitions"], responses=responses(*COMMON, 404, 409)
+)
 
 
 async def parse_body(request: Request) -> dict[str, Any]:
@@ -107,7 +116,7 @@ async def list_definitions(
     store: StoreDep,
     _: Reader,
     limit: int = Query(100, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> dict[str, Any]:
     items, total = await store.list_latest(limit, offset)
     return {"items": [_view(v) for v in items], "total": total}
@@ -126,10 +135,11 @@ async def list_versions(definition_id: str, store: StoreDep, _: Reader) -> dict[
 
 @router.get("/{definition_id}/versions/{version}")
 async def get_version(
-    definition_id: str, version: int, store: StoreDep, _: Reader
+    definition_id: str,
+    store: StoreDep,
+    _: Reader,
+    version: int = Path(ge=1, le=MAX_INT, description="Version numbers start at 1"),
 ) -> dict[str, Any]:
-    if version < 1:
-        raise ApiError(422, "version numbers start at 1")
     return _view(await store.get(definition_id, version))
 
 

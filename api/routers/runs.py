@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.errors import COMMON, TEMPORAL, responses
 from api.routers.collab import Collab, with_collab
 from api.run_ids import child_route
 from api.runs_service import RunService
@@ -24,7 +25,9 @@ from api.schemas import (
 )
 from workflows.models import Intervention, RunState
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], responses=responses(*COMMON, 404, 409, *TEMPORAL)
+)
 
 
 def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
