@@ -189,8 +189,7 @@ async def test_healthz_answers_while_a_definition_validates(
     monkeypatch.setattr(definitions_router, "validate", held_validate)
     body = {"id": "held", "steps": notify_steps(3)}
     put = asyncio.create_task(stack.http.post("/v1/definitions/validate", json=body))
-    while not entered.is_set():
-        await asyncio.sleep(0.01)
+    assert await asyncio.to_thread(entered.wait, 30)  # the validator is running
     async with httpx.AsyncClient(base_url=stack.url, timeout=10) as other:
         r = await other.get("/healthz")
     assert r.status_code == 200
