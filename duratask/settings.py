@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     # Temporal's payload (blob) size limit: a run whose input makes a larger payload is
     # refused with 413 instead of failing in gRPC
     temporal_payload_limit_bytes: int = 2_097_152
+    schedule_backfill_max_span: str = "366d"  # one backfill request covers at most this
+    schedule_backfill_max_runs: int = 1_000  # and starts at most this many runs
 
     @property
     def model_provider(self) -> str:

@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import api.routers.definitions as definitions_router
+from tests.helpers import eventually
 from tests.integration.test_auth import JWT_SETTINGS, bearer, token
 from tests.stack import Stack, run_stack
 from workflows.validation import validate
@@ -59,20 +61,28 @@ async def test_malformed_queries_are_422(stack: Stack, path: str, params: dict[s
 
 
 async def test_a_page_token_round_trips(stack: Stack) -> None:
-    await stack.put_definition({"id": "greet", "steps": notify_steps(1)})
-    for _ in range(3):
-        await stack.start("greet")
-    seen: list[str] = []
-    token_: str | None = None
-    for _ in range(10):
-        params: dict[str, Any] = {"page_size": 1, **({"page_token": token_} if token_ else {})}
-        r = await stack.http.get("/v1/runs", params=params)
-        assert r.status_code == 200, r.text
-        seen += [i["run_id"] for i in r.json()["items"]]
-        token_ = r.json()["next_page_token"]
-        if not token_:
-            break
-    assert len(seen) == len(set(seen)) >= 1
+    def_id = stack.task_queue  # unique: the namespace holds other tests' runs
+    await stack.put_definition({"id": def_id, "steps": notify_steps(1)})
+    started = [(await stack.start(def_id))["run_id"] for _ in range(3)]
+    for run_id in started:  # finished runs keep their place in the listing
+        await stack.wait_result(run_id)
+
+    async def page_through() -> list[str] | None:
+        seen: list[str] = []
+        token_: str | None = None
+        for _ in range(10):
+            params: dict[str, Any] = {"definition_id": def_id, "page_size": 1}
+            if token_:
+                params["page_token"] = token_
+            r = await stack.http.get("/v1/runs", params=params)
+            assert r.status_code == 200, r.text
+            seen += [i["run_id"] for i in r.json()["items"]]
+            token_ = r.json()["next_page_token"]
+            if not token_:
+                break
+        return seen if sorted(seen) == sorted(started) else None  # visibility may lag
+
+    assert await eventually(page_through, timeout=30)
 
 
 async def test_version_past_64_bits_in_a_start_is_422(stack: Stack) -> None:
@@ -224,3 +234,24 @@ async def test_every_error_is_declared_with_the_error_body(stack: Stack) -> None
     r = await stack.http.put("/v1/definitions/bad", json={"id": "bad", "steps": [{"id": "a"}]})
     assert r.status_code == 422
     assert isinstance(r.json()["detail"], str) and isinstance(r.json()["problems"], list)
+
+
+@pytest.mark.parametrize(
+    ("every", "since", "words"),
+    [("1s", datetime(1990, 1, 1, tzinfo=UTC), "366d"), ("1s", None, "1,000 runs")],
+)
+async def test_backfill_is_bounded(
+    stack: Stack, every: str, since: datetime | None, words: str
+) -> None:
+    await stack.put_definition({"id": "greet", "steps": notify_steps(1)})
+    r = await stack.http.post(
+        "/v1/schedules", json={"definition_id": "greet", "every": every, "id": stack.task_queue}
+    )
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    start = since or end - timedelta(hours=1)  # 3,600 runs at one a second
+    body = {"start_at": start.isoformat(), "end_at": end.isoformat()}
+    r = await stack.http.post(f"/v1/schedules/{sid}/backfill", json=body)
+    assert_error(r, 422, words)
+    assert (await stack.http.delete(f"/v1/schedules/{sid}")).status_code == 204
