@@ -192,7 +192,10 @@ class RunService:
         """Refuse (413) a run whose input would pass Temporal's payload limit, which
         otherwise fails in gRPC as an opaque 502."""
         limit = self.settings.temporal_payload_limit_bytes
-        (payload,) = await self.client.data_converter.encode([inp])
+        try:
+            (payload,) = await self.client.data_converter.encode([inp])
+        except (ValueError, TypeError, RecursionError) as e:  # e.g. input nested too deeply
+            raise unprocessable(f"the run's input cannot be encoded: {e}") from None
         size = payload.ByteSize()
         if size > limit:
             raise ApiError(

@@ -110,6 +110,12 @@ async def test_deeply_nested_bodies_are_4xx(stack: Stack) -> None:
     )
     assert_error(r, 422, "nested")
     await stack.put_definition({"id": "greet", "steps": notify_steps(1)})
+    for depth in (300, 900):  # past pydantic's serialization depth: not encodable
+        nested = '{"definition_id": "greet", "input": {"a": ' + "[" * depth + "]" * depth + "}}"
+        r = await stack.http.post(
+            "/v1/runs", content=nested, headers={"content-type": "application/json"}
+        )
+        assert_error(r, 422, "cannot be encoded")
     nested = '{"definition_id": "greet", "input": {"a": ' + "[" * 50_000 + "]" * 50_000 + "}}"
     r = await stack.http.post(
         "/v1/runs", content=nested, headers={"content-type": "application/json"}
