@@ -43,7 +43,9 @@ FINDINGS = [
     "replace(input.s * 300000, '', input.s * 300000)",
     "join([1] * 999999, 'abcdefgh')",
     "'%0999999999d' % 1",
-    "sum([[1]] * 1000, [])",
+    "'%.999999999f' % 1",
+    "'%*d' % [999999999, 1]",
+    "sum([[1] * 1000] * 1000, [])",
     "[" * 150 + "1" + "]" * 150,
     "-" * 3000 + "1",
 ]
@@ -84,6 +86,8 @@ def test_ordinary_expressions_still_work() -> None:
     assert evaluate("replace(input.s, 'b', 'BB')", NS) == "aBBc"
     assert evaluate("sum(input.xs)", NS) == 6
     assert evaluate("sum(input.xs, 10)", NS) == 16
+    assert evaluate("sum([[1], [2]], [])", NS) == [1, 2]
+    assert evaluate("'%03d items' % 7", NS) == "007 items"
     assert evaluate("-input.x + +input.f", NS) == -3.5
     assert evaluate("input.s[1:]", NS) == "bc"
     assert evaluate("len(json([[1] * 1000] * 100))", NS) > 1000
