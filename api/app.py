@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from activities.tools.registry import build_registry
-from api import errors
+from api import errors, openapi
 from api.auth import Authenticator
 from api.limits import RequestLimits
 from api.routers import approvals, collab, definitions, events, health, runs
@@ -79,4 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    openapi.install(app)  # schemas FastAPI cannot infer (raw definition bodies)
     return app

@@ -5,6 +5,10 @@ The body-size limit counts the bytes as they stream in, so a chunked body withou
 before a byte is read). A NUL byte in the path or the query string is refused here:
 it would otherwise reach Temporal's visibility query or the database as part of a
 filter and fail there as an outage.
+
+(Starlette's `RequestBodyLimitMiddleware`, behind FastAPI's `max_body_size`, answers
+some cases with a plain-text "Content Too Large" that neither has the gateway's error
+body nor names the limit, so the gateway keeps this one.)
 """
 
 from __future__ import annotations

@@ -142,8 +142,8 @@ async def _known(runs: RunService, collab: CollabStore, run_id: str) -> None:
 def _cursor(token: str | None) -> int | None:
     if token is None or token == "":
         return None
-    if not token.isdigit():
-        raise unprocessable(f"page_token {token!r} is not a token this endpoint gave out")
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):  # '²'.isdigit()
+        raise unprocessable(f"page_token {token[:40]!r} is not a token this endpoint gave out")
     return int(token)
 
 

@@ -20,6 +20,7 @@ from api.errors import (
     responses,
     unprocessable,
 )
+from api.openapi import DEFINITION_BODY
 from api.schemas import MAX_INT
 from duratask.store.definitions import DefinitionStore, StoredVersion
 from workflows.definition import TaskDefinition
@@ -85,7 +86,7 @@ def _view(v: StoredVersion) -> dict[str, Any]:
     return v.as_dict()
 
 
-@router.put("/{definition_id}", status_code=status.HTTP_201_CREATED)
+@router.put("/{definition_id}", status_code=status.HTTP_201_CREATED, openapi_extra=DEFINITION_BODY)
 async def put_definition(
     definition_id: str, request: Request, response: Response, store: StoreDep, who: Writer
 ) -> dict[str, Any]:
@@ -104,7 +105,7 @@ async def put_definition(
     return _view(stored)
 
 
-@router.post("/validate")
+@router.post("/validate", openapi_extra=DEFINITION_BODY)
 async def validate_definition(request: Request, store: StoreDep, _: Reader) -> dict[str, Any]:
     data = await parse_body(request)
     definition = await check_definition(request, store, data)
