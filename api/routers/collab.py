@@ -170,7 +170,10 @@ async def with_collab(state: RunState, collab: CollabStore) -> RunView:
 # ---------------------------------------------------------------- ratings
 
 
-@router.put("/v1/runs/{run_id}/rating")
+@router.put(
+    "/v1/runs/{run_id}/rating",
+    responses={201: {"description": "A first rating by this caller", "model": Rating}},
+)
 async def rate_run(
     run_id: str, body: RatingRequest, response: Response, runs: Runs, collab: Collab, who: Writer
 ) -> Rating:

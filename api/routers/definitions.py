@@ -86,7 +86,12 @@ def _view(v: StoredVersion) -> dict[str, Any]:
     return v.as_dict()
 
 
-@router.put("/{definition_id}", status_code=status.HTTP_201_CREATED, openapi_extra=DEFINITION_BODY)
+@router.put(
+    "/{definition_id}",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=DEFINITION_BODY,
+    responses={200: {"description": "Unchanged: the current version"}},
+)
 async def put_definition(
     definition_id: str, request: Request, response: Response, store: StoreDep, who: Writer
 ) -> dict[str, Any]:

@@ -37,7 +37,11 @@ def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> 
 Runs = Annotated[RunService, Depends(run_service)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "The idempotency_key was used: that run", "model": RunState}},
+)
 async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: Writer) -> RunState:
     """Start a run (201). With an `idempotency_key` already used, returns that run (200)."""
     state, created = await runs.start(body, who.identity)
@@ -85,7 +89,10 @@ async def get_run(
     return await with_collab(await runs.get_with_children(run_id), collab)
 
 
-@router.get("/{run_id}/result")
+@router.get(
+    "/{run_id}/result",
+    responses={202: {"description": "Not ended within `wait`: the state now", "model": RunResult}},
+)
 async def get_result(
     run_id: str,
     response: Response,

@@ -263,3 +263,22 @@ async def test_backfill_is_bounded(
     r = await stack.http.post(f"/v1/schedules/{sid}/backfill", json=body)
     assert_error(r, 422, words)
     assert (await stack.http.delete(f"/v1/schedules/{sid}")).status_code == 204
+
+
+async def test_alternative_success_statuses_are_declared(stack: Stack) -> None:
+    """What a route answers besides its main status is in the OpenAPI document too."""
+    spec = (await stack.http.get("/openapi.json")).json()["paths"]
+    body = {"id": "twice", "steps": notify_steps(1)}
+    assert (await stack.http.put("/v1/definitions/twice", json=body)).status_code == 201
+    r = await stack.http.put("/v1/definitions/twice", json=body)
+    assert (
+        r.status_code == 200
+        and "200" in spec["/v1/definitions/{definition_id}"]["put"]["responses"]
+    )
+    start = {"definition_id": "twice", "idempotency_key": stack.task_queue}
+    first = await stack.http.post("/v1/runs", json=start)
+    again = await stack.http.post("/v1/runs", json=start)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert "200" in spec["/v1/runs"]["post"]["responses"]
+    assert "202" in spec["/v1/runs/{run_id}/result"]["get"]["responses"]
+    assert "201" in spec["/v1/runs/{run_id}/rating"]["put"]["responses"]
