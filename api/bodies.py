@@ -45,7 +45,12 @@ def parse_document(raw: bytes, content_type: str, settings: Settings) -> Any:
     is_yaml = content_type in YAML_TYPES
     try:
         if is_yaml:
-            data = load_yaml(raw, settings.max_yaml_nodes, settings.max_definition_depth)
+            data = load_yaml(
+                raw,
+                settings.max_yaml_nodes,
+                settings.max_definition_depth,
+                settings.max_definition_bytes,
+            )
         else:
             data = json.loads(raw)
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -62,7 +67,9 @@ class _Loader(yaml.SafeLoader):
     """PyYAML's safe loader; aliases are checked before anything is constructed."""
 
 
-def load_yaml(raw: bytes | str, max_nodes: int, max_depth: int = 32) -> Any:
+def load_yaml(
+    raw: bytes | str, max_nodes: int, max_depth: int = 32, max_chars: int = 1_048_576
+) -> Any:
     if _flow_depth(raw if isinstance(raw, bytes) else raw.encode()) > max_depth:
         # PyYAML's scanner is quadratic in open flow levels: refuse before it runs
         raise unprocessable(f"the body is nested deeper than {max_depth} levels")
@@ -71,7 +78,7 @@ def load_yaml(raw: bytes | str, max_nodes: int, max_depth: int = 32) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expansion(node, max_nodes)
+        _check_expansion(node, max_nodes, max_chars)
         return loader.construct_document(node)
     finally:
         loader.dispose()  # type: ignore[no-untyped-call]
@@ -93,10 +100,11 @@ def _flow_depth(raw: bytes) -> int:
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
-def _check_expansion(root: yaml.Node, max_nodes: int) -> None:
-    """Count the nodes the document has once every alias is expanded (memoised per
-    shared node, so counting is linear in the composed graph); refuse cycles."""
-    sizes: dict[int, int] = {}
+def _check_expansion(root: yaml.Node, max_nodes: int, max_chars: int) -> None:
+    """Count the nodes and scalar characters the document has once every alias is
+    expanded (memoised per shared node, so counting is linear in the composed graph);
+    refuse cycles."""
+    sizes: dict[int, tuple[int, int]] = {}
     on_path: set[int] = set()
     todo: list[tuple[yaml.Node, bool]] = [(root, False)]
     while todo:
@@ -105,16 +113,21 @@ def _check_expansion(root: yaml.Node, max_nodes: int) -> None:
         children = _children(node)
         if done:
             on_path.discard(key)
-            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
-            if sizes[key] > max_nodes:
+            nodes = 1 + sum(sizes[id(c)][0] for c in children)
+            chars = len(node.value) if isinstance(node, yaml.ScalarNode) else 0
+            chars += sum(sizes[id(c)][1] for c in children)
+            if nodes > max_nodes:
                 raise unprocessable(
                     f"the YAML expands to more than {max_nodes:,} nodes (aliases included)"
                 )
+            if chars > max_chars:
+                raise unprocessable(
+                    f"the YAML expands to more than {max_chars:,} characters (aliases included)"
+                )
+            sizes[key] = (nodes, chars)
             continue
         if key in sizes:
             continue
-        if key in on_path:
-            raise unprocessable("the YAML has a recursive alias")
         on_path.add(key)
         todo.append((node, True))
         for c in children:

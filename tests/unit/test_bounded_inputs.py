@@ -56,6 +56,13 @@ def test_an_alias_bomb_is_refused_fast() -> None:
     assert time.process_time() - started < 2
 
 
+def test_aliases_of_long_text_are_bounded_by_characters() -> None:
+    # few nodes, but each alias repeats 50 kB: 6.9 MB once expanded was stored before
+    doc = "t: &t " + "x" * 50_000 + "\nl: [" + ", ".join(["*t"] * 140) + "]\n"
+    with pytest.raises(ApiError, match="characters"):
+        parse_document(doc.encode(), "application/yaml", SETTINGS)
+
+
 def test_recursive_aliases_are_refused() -> None:
     with pytest.raises(ApiError, match="recursive alias"):
         load_yaml(b"a: &a [*a]", 1000)
