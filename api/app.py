@@ -8,21 +8,28 @@ needed, and connects on the next request that needs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from activities.tools.registry import build_registry
-from api import errors, openapi
+from api import errors, observability, openapi
 from api.auth import Authenticator
 from api.limits import RequestLimits
+from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
+from api.routers import audit as audit_router
+from api.routers import codec as codec_router
+from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
 from api.routers.stats import router as stats_router
 from duratask.logging import get_logger
+from duratask.peers import PeerMismatch, joined
 from duratask.settings import Settings, get_settings
 from duratask.store.db import create_engine, migrate
 from duratask.store.definitions import DefinitionStore
@@ -34,8 +41,13 @@ log = get_logger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, settings)
     await migrate(engine)
+    try:
+        peers = await _join_peers(engine, settings)
+    except PeerMismatch:
+        await engine.dispose()
+        raise
     app.state.engine = engine
     app.state.store = DefinitionStore(engine)
     app.state.temporal_lock = asyncio.Lock()
@@ -53,7 +65,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub = getattr(app.state, "stream_hub", None)
         if hub is not None:
             await hub.close()
+        await peers.aclose()
         await engine.dispose()
+
+
+async def _join_peers(engine: Any, settings: Settings) -> contextlib.AsyncExitStack:
+    """Check this gateway's shared settings against the live peers and announce it."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        await stack.enter_async_context(joined(engine, settings, "gateway"))
+    except PeerMismatch as e:
+        log.error("gateway refuses to start", reason=str(e))
+        raise
+    return stack
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tool_names = build_registry(settings).names()
     errors.install(app)
     app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+    observability.install(app, settings)  # request log + metrics, tracing (docs/observability.md)
     app.include_router(health.router)
     app.include_router(definitions.router)
     app.include_router(stats_router)  # insights (docs/insights.md)
@@ -79,5 +104,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
+    codec_router.install(app, settings)  # /codec/encode|decode + its CORS (docs/security.md)
+    app.include_router(metrics_router.router)  # /metrics (docs/observability.md)
+    app.include_router(audit_router.router)
+    mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
     openapi.install(app)  # schemas FastAPI cannot infer (raw definition bodies)
     return app

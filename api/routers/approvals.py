@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import Approver, PrincipalDep, SettingsDep, StoreDep, TemporalDep
+from api.deps import Approver, PrincipalDep, RunsDep
 from api.errors import COMMON, TEMPORAL, ApiError, conflict, map_rpc_error, responses
 from api.paging import decode_page_token, encode_page_token
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService, _quote
+from duratask import access
 from duratask.logging import get_logger
 from workflows import contracts
 from workflows.approvals import MEMO_KEY, is_allowed, normalise, principal_names
@@ -34,11 +35,7 @@ log = get_logger(__name__)
 router = APIRouter(tags=["approvals"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 
-def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
-    return RunService(client, store, settings)
-
-
-Runs = Annotated[RunService, Depends(run_service)]
+Runs = RunsDep
 
 
 class DecisionRequest(BaseModel):
@@ -134,14 +131,19 @@ async def list_approvals(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> ApprovalPage:
-    """Runs waiting for a decision by `approver`, oldest request first."""
+    """Runs waiting for a decision by `approver`, oldest request first. Your own inbox
+    (`me`) lists every run you may decide; another approver's lists only the runs you
+    may also see (yours, your teams', or all with `tasks:admin`)."""
     names = sorted(_names_for(who, approver))
+    mine = approver.strip().lower() in ("", "me")
     either = " OR ".join(f"{contracts.SA_APPROVERS.name} = {_quote(n)}" for n in names)
     query = (
         f"WorkflowType = 'TaskRunWorkflow' AND ExecutionStatus = 'Running'"
         f" AND {contracts.SA_STATUS.name} = '{RunStatus.awaiting_approval.value}'"
         f" AND ({either})"
     )
+    if not mine:
+        query = access.with_visibility(query, who)
     token = decode_page_token(page_token)
     iterator = runs.client.list_workflows(query, page_size=page_size, next_page_token=token)
     try:
