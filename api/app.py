@@ -16,8 +16,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from activities.tools.registry import build_registry
-from api import errors, observability
+from api import errors, observability, openapi
 from api.auth import Authenticator
+from api.limits import RequestLimits
 from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import audit as audit_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings)
     app.state.tool_names = build_registry(settings).names()
     errors.install(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     observability.install(app, settings)  # request log + metrics, tracing (docs/observability.md)
     app.include_router(health.router)
     app.include_router(definitions.router)
@@ -108,4 +110,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router.router)
     mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
     mount_console(app)  # the web console under /ui (docs/console.md)
+    openapi.install(app)  # schemas FastAPI cannot infer (raw definition bodies)
     return app

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflows.models import Priority, RunState
 
+# Offsets, versions and counts past this are refused as input (422) before they reach
+# SQLite (64-bit integers: OverflowError) or Temporal.
+MAX_INT = 2_147_483_647
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -17,7 +21,7 @@ class _Body(BaseModel):
 
 class StartRunRequest(_Body):
     definition_id: str
-    version: int | None = None
+    version: int | None = Field(default=None, ge=1, le=MAX_INT)
     input: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.normal
     owner: str | None = Field(

@@ -159,6 +159,19 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Bounded inputs (docs/limits.md): every limit is checked before the work it bounds
+    max_body_bytes: int = 4_194_304  # any request body (413 above), streamed bytes counted
+    max_definition_bytes: int = 1_048_576  # a definition document (413 above)
+    max_definition_steps: int = 1_000  # steps in a definition, inline branch steps included
+    max_definition_depth: int = 32  # nesting of the definition document (JSON or YAML)
+    max_template_chars: int = 65_536  # each prompt, system, message, condition, until
+    max_yaml_nodes: int = 100_000  # YAML nodes once aliases are expanded
+    # Temporal's payload (blob) size limit: a run whose input makes a larger payload is
+    # refused with 413 instead of failing in gRPC
+    temporal_payload_limit_bytes: int = 2_097_152
+    schedule_backfill_max_span: str = "366d"  # one backfill request covers at most this
+    schedule_backfill_max_runs: int = 1_000  # and starts at most this many runs
+
     # Scale-out (duratask/peers.py): refuse to start when a live gateway or worker on
     # the same store runs with other shared settings (task queue, namespace, keys)
     check_peers: bool = True

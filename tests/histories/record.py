@@ -78,6 +78,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "tools": ["lookup"],
         "input": {"go": False},
     },
+    "expression_failure": {  # an expression error inside the run fails its step
+        "steps": [
+            {"id": "say", "action": "notify", "message": "{{ input.s * 2 }} {{ sum([[1]], []) }}"},
+            {"id": "route", "action": "conditional", "condition": "-input.s", "then": "end"},
+        ],
+        "input": {"s": "abc"},
+    },
     "cancelled_mid_activity": {
         "steps": [{"id": "work", "action": "tool_call", "tool": "lookup",
                    "args": {"hang": True}}],
