@@ -88,7 +88,9 @@ class RunService:
     def run_config(self) -> RunConfig:
         s = self.settings
         return RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
+            default_model=ModelSpec(
+                endpoint=s.model_endpoint, provider=s.model_provider, name=s.model_name
+            ),
             max_output_bytes=s.max_output_bytes,
             max_subtask_depth=s.max_subtask_depth,
             continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
@@ -135,7 +137,8 @@ class RunService:
             source=req.source,
             **(meta_overrides or {}),
         )
-        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=self.run_config())
+        config = self.run_config().model_copy(update={"model_override": req.model})
+        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=config)
         run_id = (
             idempotent_run_id(identity, req.idempotency_key)
             if req.idempotency_key

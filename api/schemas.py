@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workflows.definition import ModelSpec
 from workflows.models import Priority, RunState
 
 
@@ -25,6 +26,8 @@ class StartRunRequest(_Body):
     start_at: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)
     trigger: Literal["api", "cli"] = "api"
+    # this run's model settings, over the definition's and its steps' (field by field)
+    model: ModelSpec | None = None
 
     @field_validator("source")
     @classmethod

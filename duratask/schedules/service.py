@@ -170,7 +170,9 @@ class ScheduleService:
         )
         s = self.settings
         config = RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
+            default_model=ModelSpec(
+                endpoint=s.model_endpoint, provider=s.model_provider, name=s.model_name
+            ),
             max_output_bytes=s.max_output_bytes,
             max_subtask_depth=s.max_subtask_depth,
         )
