@@ -72,6 +72,11 @@ class LlmActivities:
         self._providers: dict[str, Provider] = {}
         self._listed_models: dict[str, str] = {}
         self.delta_sink_factory = delta_sink_factory
+        # Build the configured endpoints' clients now: importing an SDK inside the
+        # activity would block the event loop (and its heartbeats) for seconds.
+        for name, endpoint in settings.endpoints().items():
+            target = Target(name, endpoint.kind, endpoint)
+            self.provider(target)
 
     def provider(self, target: Target) -> Provider:
         key = f"endpoint:{target.name}" if target.endpoint is not None else target.kind
