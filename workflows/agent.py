@@ -244,6 +244,7 @@ class AgentLoop:
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
             cost_usd=response.usage.cost_usd,
+            usage_estimated=response.usage.estimated,
         )
         return response
 
