@@ -101,12 +101,9 @@ class FakeLlmServer:
             return _error(500, "llama_decode failed: cannot take this request", "server_error")
         if any(m.get("role") == "assistant" and m.get("content", "") is None
                for m in body.get("messages", [])):  # fmt: skip
-            # what llama.cpp's server answers (recorded): a 500 with a Python error
-            return JSONResponse(
-                {"error": {"message": "can only concatenate str (not \"NoneType\") to str",
-                           "type": "internal_server_error"}},
-                status_code=500,
-            )  # fmt: skip
+            # what llama.cpp's server answers (recorded): a 500 listing validation errors
+            error = (TRANSCRIPTS / "llamacpp_null_content_500.json").read_text()
+            return Response(error, status_code=500, media_type="application/json")
         if model.startswith("replay-"):
             events = transcript(model.removeprefix("replay-"))
             return StreamingResponse(_replay(events), media_type="text/event-stream")

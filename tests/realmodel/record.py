@@ -5,8 +5,8 @@
 Starts the server plain and with `--chat_format chatml-function-calling`, sends each
 request below streamed, and writes the raw response body to
 tests/fakes/transcripts/<name>.sse, which the fake OpenAI server replays byte for byte
-(`model: replay-<name>`). Also prints what the server answers to an assistant turn with
-`content: null`. Re-record on purpose only, and review the diff.
+(`model: replay-<name>`). Also keeps what the server answers to an assistant turn with
+`content: null` (llamacpp_null_content_500.json) and prints its answer to `content: ""`. Re-record on purpose only, and review the diff.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ async def null_content(url: str) -> None:
             messages[1]["content"] = content
             r = await http.post(f"{url}/chat/completions", json=body)
             print(f"assistant content {json.dumps(content)}: HTTP {r.status_code} {r.text[:300]}")
+            if content is None:
+                (TRANSCRIPTS / "llamacpp_null_content_500.json").write_text(r.text)
 
 
 async def main() -> None:

