@@ -16,6 +16,7 @@ import inspect
 from typing import Any
 
 import anthropic
+import httpx
 from anthropic import AsyncAnthropic
 
 from activities.llm.base import DeltaSink, ProviderError
@@ -135,6 +136,8 @@ class AnthropicProvider:
         except anthropic.APIStatusError as e:
             raise from_status_error(e.status_code, e.body, e.response.headers) from None
         except anthropic.APIConnectionError as e:
+            raise connection_error(self.label, e) from None
+        except httpx.TransportError as e:  # the connection broke mid-stream
             raise connection_error(self.label, e) from None
         except anthropic.APIError as e:
             raise ProviderError(f"{type(e).__name__}: {e}", code="PROVIDER_ERROR") from None

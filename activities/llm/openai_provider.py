@@ -16,6 +16,7 @@ import inspect
 import json
 from typing import Any
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -124,6 +125,8 @@ class OpenAIProvider:
         except openai.APIStatusError as e:
             raise from_status_error(e.status_code, e.body, e.response.headers) from None
         except openai.APIConnectionError as e:
+            raise connection_error(self.label, e) from None
+        except httpx.TransportError as e:  # the connection broke mid-stream
             raise connection_error(self.label, e) from None
         except openai.APIError as e:
             raise ProviderError(f"{type(e).__name__}: {e}", code="PROVIDER_ERROR") from None
