@@ -207,7 +207,7 @@ def _to_application_error(e: ProviderError, target: Target, attempt: int) -> App
         "retry_after": e.retry_after,
     }
     non_retryable = not e.retryable
-    message = f"{target.label}: {e.message}"
+    message = e.message if e.message.startswith(target.label) else f"{target.label}: {e.message}"
     limit = target.endpoint.max_server_error_attempts if target.endpoint else 3
     if e.status == 500 and attempt >= limit:
         non_retryable = True
