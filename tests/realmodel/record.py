@@ -77,7 +77,7 @@ async def record(url: str, name: str, body: dict[str, Any]) -> None:
 
 
 async def null_content(url: str) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "What is the weather in Paris?"},
         {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
          "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
