@@ -1,6 +1,6 @@
 """Regenerate the saved run histories that tests/workflow/test_replay.py replays.
 
-    python -m tests.histories.record
+    python -m tests.histories.record [SCENARIO ...]
 
 Runs each scenario below as a real TaskRunWorkflow on the time-skipping server (with
 the real LLM and notify activities and a stand-in `duratask.tool.call`) and writes its
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "input": {},
         "cancel": True,
     },
+    # an agent step that sets its plan with the plan tool, then is cancelled while its
+    # next model call is in flight (the workflow cancels that activity at once)
+    "agent_cancelled_mid_model_call": {
+        "steps": [{"id": "think", "action": "llm_call", "prompt": "plan, then think",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "p", "name": "plan",
+                                        "arguments": {"items": ["look", "answer"]}}]},
+                       {"text": "1. look\n2. answer", "delay": 3600},
+                   ]}}],
+        "tools": ["plan"],
+        "input": {},
+        "cancel": "model_call",
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
@@ -81,6 +95,19 @@ async def lookup(req: ToolRequest) -> ToolResult:
             activity.heartbeat()
             await asyncio.sleep(0.2)
     return ToolResult(output={"q": req.args.get("q"), "hits": 1})
+
+
+async def _model_call_running(handle: Any) -> None:
+    """Until the second model call (the delayed one) is running."""
+    while True:
+        desc = await handle.describe()
+        if any(
+            pa.activity_type.name == contracts.LLM_ACTIVITY and pa.activity_id != "1"
+            for pa in desc.raw_description.pending_activities
+        ):
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.1)
 
 
 async def record(name: str, spec: dict[str, Any]) -> Path:
@@ -104,7 +131,10 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
         defn = definition(spec.pop("steps"), id=name.replace("_", "-"), **spec)
         async with make_worker(env.client, tq, settings=settings, activities=acts):
             handle = await start(env.client, tq, run_input(defn, given), id=f"run-{name}")
-            if cancel:
+            if cancel == "model_call":
+                await asyncio.wait_for(_model_call_running(handle), 30)
+                await handle.cancel()
+            elif cancel:
                 await asyncio.wait_for(STARTED.wait(), 30)
                 await handle.cancel()
             with contextlib.suppress(WorkflowFailureError):
@@ -118,10 +148,11 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
     return path
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
     for name, spec in SCENARIOS.items():
-        await record(name, spec)
+        if not names or name in names:
+            await record(name, spec)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
