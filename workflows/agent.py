@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -48,10 +47,8 @@ if TYPE_CHECKING:
     from workflows.run_workflow import TaskRunWorkflow
 
 PLAN_TOOL = "plan"
-# Runs started before these changes replay with the old behaviour (tests/histories).
-PATCH_EXPLICIT_PLAN = "agent-explicit-plan-only"
+# Runs started before the run's cancel reached the model call replay without it.
 PATCH_CANCEL_MODEL_CALL = "agent-cancel-model-call"
-_PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
 
 
 class AgentLoop:
@@ -168,10 +165,7 @@ class AgentLoop:
             )
             self.turns_since_progress += 1
             if last.text:
-                if workflow.patched(PATCH_EXPLICIT_PLAN):
-                    self._plan_from_reply(step, last.text, calls)
-                else:
-                    self._plan_from_text(step, last.text, calls)
+                self._plan_from_reply(step, last.text, calls)
             self._publish(step, messages, calls)
             if not last.tool_calls:
                 return last, calls
@@ -296,22 +290,6 @@ class AgentLoop:
             "items": reply.get("plan"), "done": reply.get("done") or []
         })  # fmt: skip
         self._plan_tool(step, call, turn)
-
-    def _plan_from_text(self, step: LlmCallStep, text: str, turn: int) -> None:
-        """Runs started before PATCH_EXPLICIT_PLAN: a numbered list in a reply set the plan."""
-        lines = [m for m in (_PLAN_LINE.match(line) for line in text.splitlines()) if m]
-        if len(lines) < 2 or int(lines[0].group(1)) != 1:
-            return
-        done = {int(m.group(1)) for m in lines if (m.group(2) or "").lower() == "x"}
-        plan = self.wf.tracker.state.agent_plan
-        if plan and len(plan) == len(lines):
-            self._update_plan(step, None, done, turn)
-        else:
-            items = [
-                AgentPlanItem(number=int(m.group(1)), text=m.group(3), step_id=step.id)
-                for m in lines
-            ]
-            self._update_plan(step, items, done, turn)
 
     def _update_plan(
         self, step: LlmCallStep, items: list[AgentPlanItem] | None, done: set[int], turn: int
