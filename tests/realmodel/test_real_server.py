@@ -220,13 +220,13 @@ async def test_cancel_mid_stream_closes_the_model_stream_within_1s(
     r = await stack.http.post(f"/v1/runs/{run_id}/cancel", json={"reason": "enough"})
     assert r.status_code == 202, r.text
     latency = await closed_after(conn, cancelled_at)
-    print(f"cancel: model stream closed {latency:.3f}s after the request")
     assert latency < CLOSE_WITHIN_S
     state = await finished(stack, run_id)
     assert state["status"] == "cancelled"
     await asyncio.sleep(1)  # what the worker logs after the cancel
     logs = capfd.readouterr()
     assert "Traceback" not in logs.out + logs.err
+    print(f"cancel: model stream closed {latency:.3f}s after the request")
 
 
 async def test_model_server_stopped_mid_run_and_restarted(
