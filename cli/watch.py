@@ -190,7 +190,8 @@ def _detail(kind: str, data: dict[str, Any], message: str | None) -> str:
     if kind == "progress":
         return f"{data.get('percent', 0)}%"
     if kind == "llm.completed":
-        return f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        tokens = f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        return tokens + (" (estimated)" if data.get("usage_estimated") else "")
     if kind in ("run.tool_requested", "run.tool_completed"):
         return f"{data.get('tool', '')}" + (" error" if data.get("error") else "")
     if kind == "llm.retry":

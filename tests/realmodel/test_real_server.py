@@ -149,6 +149,7 @@ async def test_run_start_follow_streams_the_model_text(stack: Stack, tmp_path: P
     assert proc.returncode == 0, text + err.decode()
     assert "greet>" in text and "shout>" in text  # the streamed model text, per step
     assert "run.completed" in text
+    assert "out tokens" in text  # usage per call: real, or marked "(estimated)"
 
 
 async def test_agent_runs_the_tool_as_an_activity_and_stops_at_max_steps(stack: Stack) -> None:
