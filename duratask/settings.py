@@ -121,7 +121,8 @@ class Settings(BaseSettings):
     max_subtask_depth: int = 8
     shutdown_grace_s: float = 10.0
     # how often a running activity's heartbeats reach the server at most (cancel latency)
-    heartbeat_throttle_s: float = 1.0
+    # 0.5 s: a cancelled or steered model call closes its stream well within a second
+    heartbeat_throttle_s: float = 0.5
 
     # Live run events (docs/events.md)
     stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events
