@@ -247,7 +247,8 @@ class RunService:
             source=req.source,
             **(meta_overrides or {}),
         )
-        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=self.run_config())
+        config = self.run_config().model_copy(update={"model_override": req.model})
+        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=config)
         run_id = (
             idempotent_run_id(identity, req.idempotency_key)
             if req.idempotency_key

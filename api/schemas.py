@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workflows.definition import ModelSpec
 from workflows.models import Priority, RunState
 
 # Offsets, versions and counts past this are refused as input (422) before they reach
@@ -34,6 +35,8 @@ class StartRunRequest(_Body):
     start_at: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)
     trigger: Literal["api", "cli"] = "api"
+    # this run's model settings, over the definition's and its steps' (field by field)
+    model: ModelSpec | None = None
 
     @field_validator("source")
     @classmethod

@@ -18,7 +18,9 @@ from workflows.models import RunConfig
 def run_config(settings: Settings) -> RunConfig:
     s = settings
     return RunConfig(
-        default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
+        default_model=ModelSpec(
+            endpoint=s.model_endpoint, provider=s.model_provider, name=s.model_name
+        ),
         max_output_bytes=s.max_output_bytes,
         max_subtask_depth=s.max_subtask_depth,
         continue_as_new_after_turns=s.agent_continue_as_new_after_turns,

@@ -29,6 +29,26 @@ class AnthropicSettings(BaseModel):
     timeout_s: float = 120.0
 
 
+class ModelEndpoint(BaseModel):
+    """A named model server: what a definition or step picks with `model: {endpoint: NAME}`.
+
+    `kind` is the wire protocol (`openai` covers every OpenAI-compatible server: vLLM,
+    llama.cpp, Ollama, LM Studio, OpenRouter); `default_model` is the model used when a
+    definition names none; `prices` (USD per million tokens, [input, output]) price its
+    models, and a server with a base URL of its own is never priced at a vendor's rates.
+    """
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    default_model: str | None = None
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    organization: str | None = None
+    timeout_s: float = 120.0
+    # a 5xx answered to the same request this many times fails the step with its message
+    max_server_error_attempts: int = Field(default=3, ge=1)
+
+
 class ApiKey(BaseModel):
     """A static gateway key mapped to an identity and its scopes."""
 
@@ -128,7 +148,8 @@ class Settings(BaseSettings):
     max_subtask_depth: int = 8
     shutdown_grace_s: float = 10.0
     # how often a running activity's heartbeats reach the server at most (cancel latency)
-    heartbeat_throttle_s: float = 1.0
+    # 0.5 s: a cancelled or steered model call closes its stream well within a second
+    heartbeat_throttle_s: float = 0.5
 
     # Live run events (docs/events.md)
     stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events
@@ -224,24 +245,66 @@ class Settings(BaseSettings):
     console_session_hours: float = 12.0
     console_cookie_secure: bool = False
 
-    @property
-    def model_provider(self) -> str:
-        """The provider used when a definition does not name one."""
-        if self.default_provider:
-            return self.default_provider
+    # Model endpoints (docs/models-and-tools.md): name -> endpoint. `openai` and
+    # `anthropic` exist implicitly from the `openai` / `anthropic` blocks above unless
+    # named here; `default_endpoint` is the one used when a definition names none.
+    model_endpoints: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    default_endpoint: str | None = None
+
+    def endpoints(self) -> dict[str, ModelEndpoint]:
+        """Every named endpoint, the implicit `openai` / `anthropic` ones included."""
+        found: dict[str, ModelEndpoint] = {}
         if self.openai.api_key or self.openai.base_url:
-            return "openai"
-        if self.anthropic.api_key:
-            return "anthropic"
-        return "scripted"
+            found["openai"] = ModelEndpoint(
+                kind="openai",
+                base_url=self.openai.base_url,
+                api_key=self.openai.api_key,
+                organization=self.openai.organization,
+                timeout_s=self.openai.timeout_s,
+                default_model=self.default_model
+                if self.default_provider in (None, "openai")
+                else None,
+            )
+        if self.anthropic.api_key or self.anthropic.base_url:
+            found["anthropic"] = ModelEndpoint(
+                kind="anthropic",
+                base_url=self.anthropic.base_url,
+                api_key=self.anthropic.api_key,
+                timeout_s=self.anthropic.timeout_s,
+                default_model=self.default_model if self.default_provider == "anthropic" else None,
+            )
+        return {**found, **self.model_endpoints}
 
     @property
-    def model_name(self) -> str:
-        if self.default_model:
-            return self.default_model
-        return {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}.get(
-            self.model_provider, "echo"
-        )
+    def model_endpoint(self) -> str | None:
+        """The endpoint used when a definition names none (None: the scripted model)."""
+        if self.default_endpoint:
+            return self.default_endpoint
+        endpoints = self.endpoints()
+        if self.default_provider in endpoints:
+            return self.default_provider
+        if self.default_provider == "scripted":
+            return None
+        for name in ("openai", "anthropic"):
+            if name in endpoints:
+                return name
+        return next(iter(self.model_endpoints), None)
+
+    @property
+    def model_provider(self) -> str:
+        """The provider (wire protocol) used when a definition does not name one."""
+        endpoint = self.model_endpoint
+        if endpoint is not None and endpoint in self.endpoints():
+            return self.endpoints()[endpoint].kind
+        return self.default_provider or "scripted"
+
+    @property
+    def model_name(self) -> str | None:
+        """The default model: the endpoint's own (None: the endpoint decides at call time)."""
+        endpoint = self.model_endpoint
+        if endpoint is None:
+            return self.default_model or "echo"
+        return self.endpoints().get(endpoint, ModelEndpoint()).default_model or self.default_model
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

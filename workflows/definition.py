@@ -48,23 +48,61 @@ class ScriptedReply(_Model):
 
 
 class ModelSpec(_Model):
-    provider: str | None = None
+    """Which model a call uses and how; every field left out is taken from the level below.
+
+    Levels, lowest first: the endpoint's defaults (settings), the definition's `model`,
+    the step's `model`, the run's override. Merging is field by field on what a level
+    sets (None is "not set"), so a definition read back from the store, where every
+    field is written out, merges exactly like the one that was posted.
+    """
+
+    endpoint: str | None = None  # a named endpoint from settings (`model_endpoints`)
+    provider: str | None = None  # the wire protocol: openai, anthropic, scripted
     name: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
-    stream: bool = True
+    stream: bool | None = None  # None: streamed
+    # a reply cut off by the token limit (finish_reason `length`): fail the step, or keep it
+    on_length: Literal["fail", "accept"] | None = None
     # `scripted` provider: replies in order (name `script`); `echo` needs none.
     script: list[ScriptedReply] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def streamed(self) -> bool:
+        return self.stream is not False
+
     def merged_over(self, base: ModelSpec | None) -> ModelSpec:
-        """This spec with unset fields taken from `base`."""
+        """This spec over `base`: each field this one sets wins; `options` merge by key."""
         if base is None:
             return self
-        data = base.model_dump(exclude_unset=True)
-        data.update(self.model_dump(exclude_unset=True))
+        data: dict[str, Any] = {}
+        for field in type(self).model_fields:
+            mine, theirs = getattr(self, field), getattr(base, field)
+            if field == "options":
+                data[field] = {**theirs, **mine}
+            else:
+                data[field] = mine if mine is not None else theirs
+        other_endpoint = self.endpoint is not None and self.endpoint != base.endpoint
+        other_provider = self.provider is not None and self.provider != base.provider
+        if other_endpoint and self.provider is None:
+            data["provider"] = None  # another endpoint: its own kind, not the base's provider
+        if other_provider and self.endpoint is None:
+            data["endpoint"] = None  # another provider: its own endpoint
+        if (other_endpoint or other_provider) and self.name is None:
+            data["name"] = None  # and that endpoint's own default model
         return ModelSpec.model_validate(data)
+
+
+def resolve_model(default: ModelSpec, *levels: ModelSpec | None) -> ModelSpec:
+    """The model a call uses: `default` (the endpoint's), then each level over it in turn
+    (definition, step, run override)."""
+    model = default
+    for level in levels:
+        if level is not None:
+            model = level.merged_over(model)
+    return model
 
 
 class RetrySpec(_Model):

@@ -110,6 +110,8 @@ class RunConfig(_Model):
     default_model: ModelSpec = Field(
         default_factory=lambda: ModelSpec(provider="scripted", name="echo")
     )
+    # the run's own model settings (POST /v1/runs `model`), over the definition's and step's
+    model_override: ModelSpec | None = None
     max_output_bytes: int = 256_000
     max_subtask_depth: int = 8
     max_events: int = 500
@@ -197,11 +199,14 @@ class Usage(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # True when some of these figures are estimates: the model server reported no usage
+    estimated: bool = False
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost_usd = round(self.cost_usd + other.cost_usd, 8)
+        self.estimated = self.estimated or other.estimated
 
     @property
     def total_tokens(self) -> int:

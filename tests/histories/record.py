@@ -102,6 +102,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "tools": ["mcp:notes/*"],
         "input": {},
     },
+    # an agent step that sets its plan with the plan tool, then is cancelled while its
+    # next model call is in flight (the workflow cancels that activity at once)
+    "agent_cancelled_mid_model_call": {
+        "steps": [{"id": "think", "action": "llm_call", "prompt": "plan, then think",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "p", "name": "plan",
+                                        "arguments": {"items": ["look", "answer"]}}]},
+                       {"text": "1. look\n2. answer", "delay": 3600},
+                   ]}}],
+        "tools": ["plan"],
+        "input": {},
+        "cancel": "model_call",
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
@@ -127,6 +140,19 @@ async def lookup(req: ToolRequest) -> ToolResult:
     return ToolResult(output={"q": req.args.get("q"), "hits": 1})
 
 
+async def _second_model_call_running(handle: Any) -> None:
+    """Until the second model call (the delayed one) is running."""
+    while True:
+        desc = await handle.describe()
+        if any(
+            pa.activity_type.name == contracts.LLM_ACTIVITY and pa.activity_id != "1"
+            for pa in desc.raw_description.pending_activities
+        ):
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.1)
+
+
 async def record(name: str, spec: dict[str, Any]) -> Path:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
@@ -149,7 +175,10 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
         defn = definition(spec.pop("steps"), id=name.replace("_", "-"), **spec)
         async with make_worker(env.client, tq, settings=settings, activities=acts):
             handle = await start(env.client, tq, run_input(defn, given), id=f"run-{name}")
-            if cancel:
+            if cancel == "model_call":
+                await asyncio.wait_for(_second_model_call_running(handle), 30)
+                await handle.cancel()
+            elif cancel:
                 await asyncio.wait_for(STARTED.wait(), 30)
                 await handle.cancel()
             with contextlib.suppress(WorkflowFailureError):
