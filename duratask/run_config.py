@@ -26,4 +26,5 @@ def run_config(settings: Settings) -> RunConfig:
         max_interruptions=s.step_max_interruptions,
         continue_as_new_history_events=s.run_continue_as_new_history_events,
         continue_as_new_history_bytes=s.run_continue_as_new_history_bytes,
+        on_budget=s.budget_on_exceed,
     )

@@ -204,6 +204,11 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     mcp_list_timeout_s: float = 10.0
 
+    # --- budgets (docs/models-and-tools.md#budgets)
+    # what a run does on reaching limits.max_tokens / max_cost_usd when its definition
+    # does not say (`limits.on_budget`): fail with BUDGET_EXCEEDED, or wait for an approver
+    budget_on_exceed: Literal["fail", "approve"] = "fail"
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

@@ -240,6 +240,7 @@ class AgentLoop:
             output_tokens=response.usage.output_tokens,
             cost_usd=response.usage.cost_usd,
         )
+        await self.wf.budget.after_model_call(step)  # limits (workflows/budget.py)
         return response
 
     def _apply_steers(self, messages: list[ChatMessage]) -> None:

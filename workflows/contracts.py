@@ -63,3 +63,4 @@ E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 E_WORKER_SHUTDOWN = "WorkerShutdown"
 HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
 E_WORKER_LOST = "WORKER_LOST"
+E_BUDGET = "BUDGET_EXCEEDED"  # a token or cost limit reached (docs/models-and-tools.md#budgets)

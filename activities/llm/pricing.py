@@ -3,7 +3,8 @@
 Lookup order: `DURATASK_PRICES` (settings) first, so an operator's own figures win;
 then the maintained `genai-prices` snapshot (a dependency; it ships its data, no
 network); then the small table of common models below. Unknown
-models cost 0 and say so in the log once.
+models cost 0 and say so in the log once. The offline `scripted` model costs 0 unless
+the settings price it (`scripted/echo`, say: how budgets are tried without spending).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ class PriceTable:
         self.use_genai_prices = use_genai_prices
 
     def cost(self, provider: str, model: str | None, usage: Usage) -> float:
-        if provider == "scripted" or not model:
+        if not model:
             return 0.0
         explicit = self.overrides.get(model) or self.overrides.get(f"{provider}/{model}")
+        if provider == "scripted" and explicit is None:  # free unless priced in settings
+            return 0.0
         if explicit is None and self.use_genai_prices:
             maintained = _genai_prices(provider, model, usage)
             if maintained is not None:

@@ -148,6 +148,36 @@ async def get_version(
     return _view(await defs.get(definition_id, version))
 
 
+@router.post(
+    "/{definition_id}/versions/{version}/promote",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        404: {"description": "no such definition or version"},
+        422: {"description": "bad version number"},
+    },
+)
+async def promote_version(
+    definition_id: str,
+    version: int,
+    request: Request,
+    response: Response,
+    defs: DefinitionsDep,
+    _: Writer,
+) -> dict[str, Any]:
+    """Make an old version the latest: its content becomes a new version (201), so new
+    runs (and schedules that follow the latest) use it; history stays append-only. If
+    it already is the latest content, that version is returned (200)."""
+    if version < 1:
+        raise ApiError(422, "version numbers start at 1")
+    old = await defs.get(definition_id, version)
+    data = old.definition.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    definition = await check_definition(request, defs, data)  # still valid today?
+    stored, created = await defs.put(definition)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _view(stored)
+
+
 @router.delete("/{definition_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_definition(definition_id: str, defs: DefinitionsDep, _: Writer) -> Response:
     """Delete a definition; runs already started keep their pinned copy."""
