@@ -51,9 +51,7 @@ async def wait_status(s: Stack, run_id: str, status: str, key: str = "k-wes") ->
 
 
 async def start(s: Stack, def_id: str, key: str = "k-wes", **body: Any) -> str:
-    r = await s.http.post(
-        "/v1/runs", json={"definition_id": def_id, **body}, headers=auth(key)
-    )
+    r = await s.http.post("/v1/runs", json={"definition_id": def_id, **body}, headers=auth(key))
     assert r.status_code == 201, r.text
     return str(r.json()["run_id"])
 
@@ -78,9 +76,7 @@ async def model_calls(s: Stack, run_id: str) -> list[str]:
 async def test_budget_fails_or_parks_until_raised(
     dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    async with run_stack(
-        dev_env, task_queue, tmp_path, api_keys=KEYS, prices=PRICES
-    ) as s:
+    async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS, prices=PRICES) as s:
         for d in (
             spender("capped", max_cost_usd=0.05),
             spender("parked", max_cost_usd=0.05, on_budget="approve"),
@@ -243,7 +239,8 @@ def five_steps(def_id: str, last: str = "five: {{ steps.four.output }}") -> dict
         "id": def_id,
         "inputs": {"topic": {"type": "string", "default": "tea"}},
         "steps": [
-            {"id": n, "action": "llm_call", "prompt": p} for n, p in zip(names, prompts, strict=True)
+            {"id": n, "action": "llm_call", "prompt": p}
+            for n, p in zip(names, prompts, strict=True)
         ],
     }
 
