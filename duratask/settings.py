@@ -61,6 +61,13 @@ class McpServerSettings(BaseModel):
     timeout_s: float = 60.0  # one tool call (the step's timeout still bounds the activity)
 
 
+class DailyLimitSettings(BaseModel):
+    """Usage allowed per UTC day (docs/models-and-tools.md#budgets)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DURATASK_",
@@ -208,6 +215,10 @@ class Settings(BaseSettings):
     # what a run does on reaching limits.max_tokens / max_cost_usd when its definition
     # does not say (`limits.on_budget`): fail with BUDGET_EXCEEDED, or wait for an approver
     budget_on_exceed: Literal["fail", "approve"] = "fail"
+    # usage allowed per UTC day: each owner's runs together ({"max_cost_usd": 20}), and per
+    # definition id ({"*": {...}} for each definition); reaching one acts as above
+    budget_daily_per_owner: DailyLimitSettings | None = None
+    budget_daily_per_definition: dict[str, DailyLimitSettings] = Field(default_factory=dict)
 
     @property
     def model_provider(self) -> str:

@@ -19,7 +19,15 @@ from temporalio import workflow
 from workflows import contracts
 from workflows.errors import fail
 from workflows.events import EventType
-from workflows.models import BudgetRaise, BudgetState, RunStatus, Usage
+from workflows.models import (
+    BudgetRaise,
+    BudgetState,
+    DailyLimits,
+    DailyUsage,
+    RunStatus,
+    Usage,
+    UsageRecordRequest,
+)
 
 if TYPE_CHECKING:
     from workflows.definition import Step
@@ -37,6 +45,12 @@ def _reached(usage: Usage, max_tokens: int | None, max_cost: float | None) -> st
     return None
 
 
+def _set(limits: DailyLimits | None) -> DailyLimits | None:
+    if limits is None or (limits.max_tokens is None and limits.max_cost_usd is None):
+        return None
+    return limits
+
+
 class Budget:
     def __init__(self, wf: RunHost) -> None:
         self.wf = wf
@@ -48,7 +62,8 @@ class Budget:
         st = self.wf.tracker.state
         if st.budget is None:
             limits = self.wf.definition.limits
-            if limits.max_tokens is None and limits.max_cost_usd is None:
+            no_daily = self._daily_limits() == (None, None)
+            if limits.max_tokens is None and limits.max_cost_usd is None and no_daily:
                 return None
             st.budget = BudgetState(
                 max_tokens=limits.max_tokens,
@@ -57,10 +72,20 @@ class Budget:
             )
         return st.budget
 
+    def _daily_limits(self) -> tuple[DailyLimits | None, DailyLimits | None]:
+        """The daily limits (settings) of the run's owner and of its definition."""
+        cfg = self.wf.inp.config
+        per_def = cfg.daily_per_definition
+        owner = _set(cfg.daily_per_owner) if self.wf.tracker.state.owner else None
+        return owner, _set(per_def.get(self.wf.definition.id) or per_def.get("*"))
+
     def _has_limits(self, step: Step) -> bool:
         lim = self.wf.definition.limits
         return (
-            lim.max_tokens is not None or lim.max_cost_usd is not None or (step.limits is not None)
+            lim.max_tokens is not None
+            or lim.max_cost_usd is not None
+            or (step.limits is not None)
+            or self._daily_limits() != (None, None)
         )
 
     async def after_model_call(self, step: Step) -> None:
@@ -82,11 +107,49 @@ class Budget:
         budget = self.state
         if budget is None:
             return
+        if self._daily_limits() != (None, None):
+            why = await self._record_daily(step, budget)
+            if why is not None and not budget.daily_waived:
+                message = f"daily budget reached: {why}"
+                if budget.on_budget == "fail":
+                    self._exceeded(step, message, "day")
+                await self._park(step, budget, message)
+                budget.daily_waived = True  # an approver let this run go on today
         while (why := _reached(run_usage, budget.max_tokens, budget.max_cost_usd)) is not None:
             message = f"run budget reached: {why}"
             if budget.on_budget == "fail":
                 self._exceeded(step, message, "run")
             await self._park(step, budget, message)
+
+    async def _record_daily(self, step: Step, budget: BudgetState) -> str | None:
+        """Record the usage since the last record in the store (an activity); what daily
+        limit the owner's or the definition's usage today reached, if any."""
+        st = self.wf.tracker.state
+        used = st.usage
+        budget.records += 1
+        req = UsageRecordRequest(
+            key=f"{st.run_id}/{budget.records}", run_id=st.run_id, owner=st.owner,
+            definition_id=st.definition_id,
+            tokens=used.total_tokens - budget.recorded_tokens,
+            cost_usd=round(used.cost_usd - budget.recorded_cost_usd, 8),
+        )  # fmt: skip
+        today: DailyUsage = await self.wf.activity(
+            contracts.USAGE_ACTIVITY, req, DailyUsage, step, f"{step.id}: record usage"
+        )
+        budget.recorded_tokens = used.total_tokens
+        budget.recorded_cost_usd = used.cost_usd
+        owner, definition = self._daily_limits()
+        if owner is not None:
+            spent = Usage(input_tokens=today.owner_tokens, cost_usd=today.owner_cost_usd)
+            why = _reached(spent, owner.max_tokens, owner.max_cost_usd)
+            if why is not None:
+                return f"owner '{st.owner}' today: {why}"
+        if definition is not None:
+            spent = Usage(input_tokens=today.definition_tokens, cost_usd=today.definition_cost_usd)
+            why = _reached(spent, definition.max_tokens, definition.max_cost_usd)
+            if why is not None:
+                return f"definition '{st.definition_id}' today: {why}"
+        return None
 
     def _exceeded(self, step: Step, message: str, scope: str) -> None:
         self.wf.tracker.emit(EventType.BUDGET_EXCEEDED, step.id, message, scope=scope)

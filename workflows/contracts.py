@@ -16,6 +16,7 @@ TOOL_ACTIVITY = "duratask.tool.call"
 MCP_LIST_ACTIVITY = "duratask.mcp.list_tools"
 NOTIFY_ACTIVITY = "duratask.notify"
 RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
+USAGE_ACTIVITY = "duratask.store.record_usage"  # daily budgets (workflows/budget.py)
 
 # Custom search attributes: the operator's filters in the Temporal Web UI
 SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")

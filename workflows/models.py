@@ -109,6 +109,13 @@ class RunMeta(_Model):
     rerun_from: str | None = None
 
 
+class DailyLimits(_Model):
+    """Usage allowed per UTC day (an owner's runs together, or a definition's)."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+
 class RunConfig(_Model):
     """Worker-independent knobs fixed at start, so a replay sees the same values."""
 
@@ -136,6 +143,10 @@ class RunConfig(_Model):
     # budgets (docs/models-and-tools.md#budgets): what a run whose definition does not say
     # `limits.on_budget` does on reaching a limit
     on_budget: Literal["fail", "approve"] = "fail"
+    # daily budgets from the settings: per owner (each owner's runs together) and per
+    # definition id ("*": each definition); set, every model call is recorded in the store
+    daily_per_owner: DailyLimits | None = None
+    daily_per_definition: dict[str, DailyLimits] = Field(default_factory=dict)
 
 
 class AgentCarry(_Model):
@@ -369,6 +380,12 @@ class BudgetState(_Model):
     # waiting for an approver to raise the limit: what was reached (None: not waiting)
     exceeded: str | None = None
     raises: list[dict[str, Any]] = Field(default_factory=list)
+    # daily budgets: the run's usage already recorded in the store, calls recorded, and
+    # whether an approver let the run go on past a daily limit
+    recorded_tokens: int = 0
+    recorded_cost_usd: float = 0.0
+    records: int = 0
+    daily_waived: bool = False
 
 
 # ---------------------------------------------------------------- signals/updates
@@ -402,6 +419,26 @@ class BudgetRaise(_Model):
     by: str = ""
     scopes: list[str] = Field(default_factory=list)
     comment: str | None = None
+
+
+class UsageRecordRequest(_Model):
+    """Record one model call's usage for the daily budgets; answer today's totals."""
+
+    key: str
+    run_id: str
+    owner: str | None = None
+    definition_id: str
+    tokens: int
+    cost_usd: float
+
+
+class DailyUsage(_Model):
+    attempt: int = 1
+    day: str
+    owner_tokens: int = 0
+    owner_cost_usd: float = 0.0
+    definition_tokens: int = 0
+    definition_cost_usd: float = 0.0
 
 
 class InputSubmission(_Model):

@@ -21,6 +21,7 @@ KEYS: list[dict[str, Any]] = [
     {"key": "k-wes", "identity": "wes", "scopes": ["tasks:read", "tasks:write"]},
     {"key": "k-ann", "identity": "ann", "scopes": ["tasks:read", "tasks:approve", "tasks:admin"]},
     {"key": "k-eve", "identity": "eve", "scopes": ["tasks:read", "tasks:write"]},
+    {"key": "k-kim", "identity": "kim", "scopes": ["tasks:read", "tasks:write"]},
 ]
 
 
@@ -302,3 +303,45 @@ async def test_rerun_from_a_step_and_promote(
         latest = await s.wait_result((await s.start("five"))["run_id"])
         assert latest["state"]["definition_version"] == 3
         assert latest["result"] == original["result"]
+
+
+async def test_daily_budgets_per_owner_and_definition(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    async with run_stack(
+        dev_env,
+        task_queue,
+        tmp_path,
+        api_keys=KEYS,
+        prices=PRICES,
+        budget_daily_per_owner={"max_cost_usd": 0.10},
+        budget_daily_per_definition={"capd": {"max_tokens": 5}},
+    ) as s:
+        one = {"steps": [{"id": "one", "action": "llm_call", "prompt": "Hi there friend"}]}
+        for def_id, key in (("daily", "k-wes"), ("daily-eve", "k-eve"), ("capd", "k-kim")):
+            r = await s.http.put(
+                f"/v1/definitions/{def_id}", json={"id": def_id, **one}, headers=auth(key)
+            )
+            assert r.status_code == 201, r.text
+        # wes: $0.06 of $0.10 today, then $0.12: the second run fails
+        first = await result(s, await start(s, "daily"))
+        assert first["status"] == "completed", first
+        second = await result(s, await start(s, "daily"))
+        assert second["status"] == "failed"
+        assert second["error"]["code"] == "BUDGET_EXCEEDED"
+        assert "daily budget reached: owner 'wes' today" in second["error"]["message"]
+        # eve's spending is her own
+        r = await s.http.get(
+            f"/v1/runs/{await start(s, 'daily-eve', key='k-eve')}/result",
+            params={"wait": 30},
+            headers=auth("k-eve"),
+        )
+        assert r.json()["status"] == "completed", r.text
+        # a definition's own daily limit: 6 tokens of 5
+        r = await s.http.get(
+            f"/v1/runs/{await start(s, 'capd', key='k-kim')}/result",
+            params={"wait": 30},
+            headers=auth("k-kim"),
+        )
+        assert r.json()["status"] == "failed", r.text
+        assert "definition 'capd' today" in r.json()["error"]["message"]
