@@ -6,6 +6,8 @@ its calls cost something (docs/runs.md, docs/models-and-tools.md#budgets).
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +211,17 @@ async def test_input_step_through_the_api(
         assert fields == {"name", "count"}, r.json()
         r = await s.http.post(url, json={"value": "Ada"}, headers=auth("k-wes"))
         assert r.status_code == 422, r.text
+        # the CLI says the same and exits 2
+        env = {**os.environ, "DURATASK_TOKEN": "k-wes", "DURATASK_PUBLIC_URL": s.url,
+               "COLUMNS": "200"}  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli.main", "run", "input", run_id, "ask",
+            "--value", '{"name": 7}', cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 2, out.decode()
+        assert "name: 7 is not of type 'string'" in out.decode()
         # a step that is not waiting: 409; someone who may not act on the run: 404
         r = await s.http.post(
             f"/v1/runs/{run_id}/input/greet", json={"value": {}}, headers=auth("k-wes")
