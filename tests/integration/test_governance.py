@@ -162,7 +162,7 @@ async def test_step_limit_fails_the_step(
         assert res["state"]["steps"][0]["status"] == "completed"
 
 
-FORM = {
+FORM: dict[str, Any] = {
     "id": "form",
     "steps": [
         {
@@ -194,8 +194,10 @@ async def test_input_step_through_the_api(
     async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
         r = await s.http.put("/v1/definitions/form", json=FORM, headers=auth("k-wes"))
         assert r.status_code == 201, r.text
-        bad = dict(FORM, id="badform")
-        bad["steps"] = [dict(FORM["steps"][0], schema={"type": "nope"})]  # type: ignore[index]
+        bad = {
+            "id": "badform",
+            "steps": [{"id": "ask", "action": "input", "schema": {"type": "nope"}}],
+        }
         r = await s.http.put("/v1/definitions/badform", json=bad, headers=auth("k-wes"))
         assert r.status_code == 422, r.text
         assert "JSON Schema" in r.text
