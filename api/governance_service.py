@@ -113,11 +113,13 @@ class GovernanceService:
         definition_id = original.definition_id
         bundle = old.bundle
         if version is not None or bundle is None:
+            # an unpinned (scheduled) original ran the version it resolved at its start
+            want = version if version is not None else original.definition_version or None
             try:
-                stored = await runs.store.get(definition_id, version)
+                stored = await runs.store.get(definition_id, want)
                 if not may_see(runs.principal, stored.owner, stored.team):
                     raise NotFound(f"definition '{definition_id}' not found")
-                bundle = await runs.store.bundle(definition_id, version or old.version)
+                bundle = await runs.store.bundle(definition_id, want)
             except NotFound as e:
                 raise not_found(str(e)) from None
         definition = bundle.root.definition
