@@ -174,6 +174,8 @@ class GovernanceService:
             }
         )
         state, _ = await runs.start_input(new_run_id(), inp)
+        for st in state.steps:  # what the new run will take from the original
+            st.reused = st.id in reused
         await runs._record(
             "run.rerun", run_id, desc, new_run_id=state.run_id, from_step=from_step,
             version=bundle.root.version, reused=sorted(reused),

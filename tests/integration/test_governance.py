@@ -288,6 +288,17 @@ async def test_rerun_from_a_step_and_promote(
         reused = [e for e in res["state"]["events"] if e["type"] == "step.reused"]
         assert [e["step_id"] for e in reused] == ["one", "two"]
 
+        # the CLI does the same
+        env = {**os.environ, "DURATASK_PUBLIC_URL": s.url, "COLUMNS": "200"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli.main", "run", "rerun", first, "--from", "three",
+            cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out.decode()
+        assert "from step three (reusing one, two)" in out.decode()
+
         # a fixed definition (v2) re-run from the last step: only it runs again
         await s.put_definition(five_steps("five", last="fixed: {{ steps.four.output }}"))
         r = await s.http.post(
