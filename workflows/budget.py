@@ -12,9 +12,11 @@ issue exactly the commands they always did.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 
 from workflows import contracts
 from workflows.errors import fail
@@ -133,8 +135,14 @@ class Budget:
             tokens=used.total_tokens - budget.recorded_tokens,
             cost_usd=round(used.cost_usd - budget.recorded_cost_usd, 8),
         )  # fmt: skip
-        today: DailyUsage = await self.wf.activity(
-            contracts.USAGE_ACTIVITY, req, DailyUsage, step, f"{step.id}: record usage"
+        # a local activity: one marker in history instead of a task-queue round trip
+        today = await workflow.execute_local_activity(
+            contracts.USAGE_ACTIVITY,
+            req,
+            result_type=DailyUsage,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=10, maximum_interval=timedelta(seconds=10)),
+            summary=f"{step.id}: record usage",
         )
         budget.recorded_tokens = used.total_tokens
         budget.recorded_cost_usd = used.cost_usd

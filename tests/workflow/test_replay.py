@@ -108,4 +108,5 @@ def test_governance_histories_took_their_paths() -> None:
     assert _activities("budget_raised") == [contracts.LLM_ACTIVITY] * 2
     assert _updates("input_step") == ["submit_input"]  # the refused value left no trace
     assert _activities("rerun_reused") == [contracts.LLM_ACTIVITY]  # `one` was reused
-    assert _activities("daily_budget") == [contracts.LLM_ACTIVITY, contracts.USAGE_ACTIVITY]
+    assert _activities("daily_budget") == [contracts.LLM_ACTIVITY]
+    assert "EVENT_TYPE_MARKER_RECORDED" in _types("daily_budget")  # usage: a local activity
