@@ -23,6 +23,7 @@ from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import audit as audit_router
 from api.routers import codec as codec_router
+from api.routers import governance as governance_router
 from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
@@ -102,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compare_router)  # before runs: `/v1/runs/compare` is not a run id
     app.include_router(runs.router)
     app.include_router(approvals.router)
+    app.include_router(governance_router.router)  # budget, input, rerun (docs/runs.md)
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)

@@ -116,6 +116,10 @@ class RunView:
             self.approvals[sid or "?"] = data
             if sid:
                 self.step(sid).status = "waiting"
+        elif kind == EventType.AWAITING_INPUT:  # an `input` step waits for a value
+            self.status = "awaiting_input"
+            if sid:
+                self.step(sid).status = "waiting"
         elif kind == EventType.APPROVAL_DECIDED:
             self.approvals.pop(sid or "?", None)
         elif kind in (EventType.TOOL_REQUESTED, EventType.CHILD_STARTED) and sid:

@@ -81,6 +81,13 @@ class McpServerSettings(BaseModel):
     timeout_s: float = 60.0  # one tool call (the step's timeout still bounds the activity)
 
 
+class DailyLimitSettings(BaseModel):
+    """Usage allowed per UTC day (docs/models-and-tools.md#budgets)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DURATASK_",
@@ -244,6 +251,15 @@ class Settings(BaseSettings):
     console_session_secret: SecretStr | None = None
     console_session_hours: float = 12.0
     console_cookie_secure: bool = False
+
+    # --- budgets (docs/models-and-tools.md#budgets)
+    # what a run does on reaching limits.max_tokens / max_cost_usd when its definition
+    # does not say (`limits.on_budget`): fail with BUDGET_EXCEEDED, or wait for an approver
+    budget_on_exceed: Literal["fail", "approve"] = "fail"
+    # usage allowed per UTC day: each owner's runs together ({"max_cost_usd": 20}), and per
+    # definition id ({"*": {...}} for each definition); reaching one acts as above
+    budget_daily_per_owner: DailyLimitSettings | None = None
+    budget_daily_per_definition: dict[str, DailyLimitSettings] = Field(default_factory=dict)
 
     # Model endpoints (docs/models-and-tools.md): name -> endpoint. `openai` and
     # `anthropic` exist implicitly from the `openai` / `anthropic` blocks above unless

@@ -246,6 +246,7 @@ class AgentLoop:
             cost_usd=response.usage.cost_usd,
             usage_estimated=response.usage.estimated,
         )
+        await self.wf.budget.after_model_call(step)  # limits (workflows/budget.py)
         return response
 
     def _apply_steers(self, messages: list[ChatMessage]) -> None:

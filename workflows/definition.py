@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.durations import parse_duration
@@ -114,9 +116,20 @@ class RetrySpec(_Model):
     _d = field_validator("initial_interval", "max_interval")(_check_duration)
 
 
-class Limits(_Model):
+class StepLimits(_Model):
+    """A step's spending limits (docs/models-and-tools.md#budgets): checked after every
+    model call of the step."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
+class Limits(StepLimits):
     max_steps: int = Field(default=50, ge=1, le=10_000)
     timeout: Duration | None = None
+    # on reaching max_tokens / max_cost_usd: fail with BUDGET_EXCEEDED, or wait for an
+    # approver to raise the budget; None: the operator's setting (`budget_on_exceed`)
+    on_budget: Literal["fail", "approve"] | None = None
 
     _d = field_validator("timeout")(_check_duration)
 
@@ -142,6 +155,7 @@ class _Step(_Model):
     next: str | None = None
     timeout: Duration | None = None
     retry: RetrySpec | None = None
+    limits: StepLimits | None = None
 
     _d = field_validator("timeout")(_check_duration)
 
@@ -237,6 +251,25 @@ class NotifyStep(_Step):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class InputStep(_Step):
+    """Ask a person for a value (docs/runs.md#human-input): the run waits until someone
+    who may act on it submits one the JSON Schema accepts; it is the step's output.
+    `timeout` bounds the wait (the step fails when it passes)."""
+
+    action: Literal["input"] = "input"
+    schema_: dict[str, Any] = Field(alias="schema")
+    prompt: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as e:
+            raise ValueError(f"not a valid JSON Schema: {e.message}") from None
+        return value
+
+
 Step = Annotated[
     LlmCallStep
     | ToolCallStep
@@ -245,7 +278,8 @@ Step = Annotated[
     | ParallelStep
     | ApprovalStep
     | WaitStep
-    | NotifyStep,
+    | NotifyStep
+    | InputStep,
     Field(discriminator="action"),
 ]
 ACTIONS = (
@@ -257,6 +291,7 @@ ACTIONS = (
     "approval",
     "wait",
     "notify",
+    "input",
 )
 
 

@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from api.bodies import check_definition_limits, off_loop, parse_document
 from api.definitions_service import DefinitionService
 from api.deps import DefinitionsDep, Reader, Writer
-from api.errors import COMMON, describe_problems, pydantic_problems, responses, unprocessable
+from api.errors import (
+    COMMON,
+    ApiError,
+    describe_problems,
+    pydantic_problems,
+    responses,
+    unprocessable,
+)
 from api.mcp_check import mcp_problems
 from api.openapi import DEFINITION_BODY
 from api.schemas import MAX_INT
@@ -157,6 +164,33 @@ async def get_version(
     version: int = Path(ge=1, le=MAX_INT, description="Version numbers start at 1"),
 ) -> dict[str, Any]:
     return _view(await defs.get(definition_id, version))
+
+
+@router.post(
+    "/{definition_id}/versions/{version}/promote",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "that version already is the latest content"}},
+)
+async def promote_version(
+    definition_id: str,
+    version: int,
+    request: Request,
+    response: Response,
+    defs: DefinitionsDep,
+    _: Writer,
+) -> dict[str, Any]:
+    """Make an old version the latest: its content becomes a new version (201), so new
+    runs (and schedules that follow the latest) use it; history stays append-only. If
+    it already is the latest content, that version is returned (200)."""
+    if version < 1:
+        raise ApiError(422, "version numbers start at 1")
+    old = await defs.get(definition_id, version)
+    data = old.definition.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    definition = await check_definition(request, defs, data)  # still valid today?
+    stored, created = await defs.put(definition)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _view(stored)
 
 
 @router.delete("/{definition_id}", status_code=status.HTTP_204_NO_CONTENT)
