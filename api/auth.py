@@ -3,10 +3,11 @@
 Every request carries `Authorization: Bearer <token>`. A token is either a static
 API key from settings (mapped to an identity, scopes and groups) or a JWT verified
 against a shared secret or a JWKS (issuer and audience checked). Scopes:
-`tasks:read`, `tasks:write`, `tasks:approve`. With no keys and no JWT configured and
+`tasks:read`, `tasks:write`, `tasks:approve`, `tasks:admin`. With no keys and no JWT configured and
 `auth_required` off, the gateway is open and every caller is the local user.
 
-JWTs must carry `exp`; the identity is the `email` claim, else `sub`; scopes come
+JWTs must carry `exp`; the identity is the `email` claim when `email_verified` is
+true, else `sub` (never one starting with `group:`); scopes come
 from `scope` (space-separated) or `scopes` (a list); groups from `groups` (a list or
 a space-separated string), which approval steps match as `group:<name>`.
 """
@@ -24,7 +25,7 @@ from api.errors import ApiError
 from duratask.settings import Settings
 from workflows.approvals import principal_names
 
-SCOPES = ("tasks:read", "tasks:write", "tasks:approve")
+SCOPES = ("tasks:read", "tasks:write", "tasks:approve", "tasks:admin")
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,27 @@ class Authenticator:
         scopes = claims.get("scope") or claims.get("scopes") or []
         if isinstance(scopes, str):
             scopes = scopes.split()
-        identity = claims.get("email") or claims.get("sub")
-        if not identity:
-            raise ApiError(401, "invalid token: no 'sub' or 'email' claim")
+        identity = jwt_identity(claims)
         groups = claims.get("groups") or []
         if isinstance(groups, str):
             groups = groups.split()
         return Principal(str(identity), frozenset(scopes), frozenset(str(g) for g in groups))
+
+
+def jwt_identity(claims: dict[str, Any]) -> str:
+    """The identity a JWT names: `email` only when `email_verified` is true, else `sub`.
+
+    An identity can never name a group: approver lists say `group:<name>` for groups,
+    so a `sub` (or email) starting with `group:` is refused outright.
+    """
+    email = claims.get("email")
+    verified = claims.get("email_verified") is True
+    identity = email if isinstance(email, str) and email.strip() and verified else claims.get("sub")
+    if not isinstance(identity, str) or not identity.strip():
+        raise ApiError(401, "invalid token: no 'sub' claim (nor a verified 'email')")
+    if identity.strip().casefold().startswith("group:"):
+        raise ApiError(401, "invalid token: an identity may not start with 'group:'")
+    return identity
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -131,6 +131,23 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Approvals and outbound requests (docs/security.md). The gateway signs every
+    # approval decision with `approval_key` and the worker checks it (both need it;
+    # `duratask dev` generates one). Older keys still verify, for rotation.
+    approval_key: SecretStr | None = None
+    approval_previous_keys: list[SecretStr] = Field(default_factory=list)
+    # A definition version may not set an approval timeout under this floor (e.g. "1h")
+    # unless its author may approve the step or has tasks:admin.
+    approval_min_timeout: str | None = None
+    # http_request: addresses/networks allowed although not globally routable
+    # (tests' loopback servers); `http_allow_private` allows them all (local dev only).
+    http_allow_networks: list[str] = Field(default_factory=list)
+
+    def approval_keys(self) -> list[bytes]:
+        """The signing key first, then the previous ones (they still verify)."""
+        keys = [self.approval_key, *self.approval_previous_keys]
+        return [k.get_secret_value().encode() for k in keys if k is not None]
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""

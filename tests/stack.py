@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
+from tests.helpers import APPROVAL_KEY
 from worker.main import build_worker
 
 
@@ -63,7 +65,7 @@ def stack_settings(env: WorkflowEnvironment, task_queue: str, tmp: Path, **kw: A
         database_url=f"sqlite+aiosqlite:///{tmp}/duratask.db",
         http_allow_private=True,
         _env_file=None,  # type: ignore[call-arg]
-        **kw,
+        **{"approval_key": SecretStr(APPROVAL_KEY), **kw},
     )
 
 

@@ -30,6 +30,7 @@ from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate
 from duratask.store.definitions import DefinitionStore
 from worker.client import connect
+from workflows import proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -75,6 +76,10 @@ def build_worker(
 ) -> Worker:
     registry = registry or build_registry(settings)
     store = store or worker_store(settings)
+    if settings.approval_key is not None:  # read by workflow code; never in history
+        proofs.install_keys(settings.approval_keys())
+    else:
+        log.warning("no DURATASK_APPROVAL_KEY: approval decisions cannot be verified")
     if services is None:
         services = default_services(client, store, settings)
     return Worker(

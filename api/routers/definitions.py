@@ -13,9 +13,10 @@ import yaml
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
-from api.deps import Reader, StoreDep, Writer
+from api import approval_guard
+from api.deps import Reader, SettingsDep, StoreDep, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
-from duratask.store.definitions import DefinitionStore, StoredVersion
+from duratask.store.definitions import DefinitionStore, NotFound, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 
@@ -71,13 +72,32 @@ async def _referenced(store: DefinitionStore, root: TaskDefinition) -> dict[str,
     return found
 
 
+async def _latest(store: DefinitionStore, definition_id: str) -> TaskDefinition | None:
+    """The latest stored version, even of a deleted definition (deleting and re-creating
+    must not be a way around the approval guard)."""
+    try:
+        versions = await store.versions(definition_id)
+    except NotFound:
+        return None
+    return versions[-1].definition if versions else None
+
+
 def _view(v: StoredVersion) -> dict[str, Any]:
     return v.as_dict()
 
 
-@router.put("/{definition_id}", status_code=status.HTTP_201_CREATED)
+@router.put(
+    "/{definition_id}",
+    status_code=status.HTTP_201_CREATED,
+    responses={403: {"description": "lacks tasks:write, or weakens an approval step"}},
+)
 async def put_definition(
-    definition_id: str, request: Request, response: Response, store: StoreDep, who: Writer
+    definition_id: str,
+    request: Request,
+    response: Response,
+    store: StoreDep,
+    settings: SettingsDep,
+    who: Writer,
 ) -> dict[str, Any]:
     """Create or update a definition; a changed body becomes a new version (201), an
     unchanged one returns the current version (200)."""
@@ -88,6 +108,9 @@ async def put_definition(
             f"the body's id '{data['id']}' does not match the URL's '{definition_id}'"
         )
     definition = await check_definition(request, store, data)
+    approval_guard.check(
+        who, await _latest(store, definition_id), definition, settings.approval_min_timeout
+    )
     stored, created = await store.put(definition, created_by=who.identity)
     if not created:
         response.status_code = status.HTTP_200_OK
