@@ -143,6 +143,20 @@ def dev_token() -> str:
     return path.read_text().strip()
 
 
+def dev_approval_key() -> str:
+    """The key the dev gateway signs approval decisions with and the dev worker checks;
+    created 0600 from the start (never readable by others, not even briefly)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    path = STATE_DIR / "approval-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 async def prepare_namespace(client: Client, namespace: str) -> None:
     await ensure_search_attributes(client, namespace)
     from google.protobuf.duration_pb2 import Duration
@@ -227,6 +241,7 @@ async def run_dev(
     token = dev_token()
     settings = settings.model_copy(
         update={
+            "approval_key": settings.approval_key or SecretStr(dev_approval_key()),
             "port": port,
             "api_keys": [
                 *settings.api_keys,
