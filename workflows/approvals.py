@@ -131,15 +131,15 @@ class Approvals:
         if p is None or p.done:
             return contracts.E_APPROVAL_CONFLICT, "no approval step is waiting"
         if verdict not in ("approve", "reject"):
-            why = f"unknown decision {decision.decision!r}: send 'approve' or 'reject'"
-            return contracts.E_APPROVAL_INVALID, why
+            what = f"unknown decision {decision.decision!r}: send 'approve' or 'reject'"
+            return contracts.E_APPROVAL_INVALID, what
         if proof:
-            why = proofs.check(
+            bad = proofs.check(
                 decision, workflow.info().workflow_id, p.step.id, p.requested_at,
                 workflow.now(), tuple(self.nonces),
             )  # fmt: skip
-            if why is not None:
-                return contracts.E_APPROVAL_FORBIDDEN, why
+            if bad is not None:
+                return contracts.E_APPROVAL_FORBIDDEN, bad
         if not is_allowed(p.step.approvers, who, decision.groups):
             why = f"'{who}' is not an approver of step '{p.step.id}'"
             return contracts.E_APPROVAL_FORBIDDEN, why
