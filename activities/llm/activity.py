@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm.base import DeltaSink, Provider, ProviderError
+from activities.llm.errors import redact, secret_values
 from activities.llm.pricing import PriceTable
 from activities.llm.scripted import ScriptedProvider
 from activities.support import heartbeating, truncate_text
@@ -101,6 +102,7 @@ class LlmActivities:
                 tools = self.registry.schemas(req.tools) if self.registry else []
                 response = await provider.complete(req, tools, on_delta)
         except ProviderError as e:
+            e.message = redact(e.message, secret_values(self.settings))  # may echo the key
             raise _to_application_error(e, provider_name) from None
         finally:
             close = getattr(on_delta, "aclose", None)  # a streaming sink flushes before we answer

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from api.approval_guard import weakenings
 from cli import devstack
@@ -104,3 +105,17 @@ def test_dev_approval_key_is_created_0600(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / ".duratask" / "approval-key"
     assert len(key) >= 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert devstack.dev_approval_key() == key  # stable across restarts
+
+
+def test_redact_masks_configured_secrets_keys_and_bearer_tokens() -> None:
+    from activities.llm.errors import redact, secret_values
+    from duratask.settings import OpenAISettings, Settings
+
+    s = Settings(_env_file=None, openai=OpenAISettings(api_key=SecretStr("plain-k3y-no-prefix")))  # type: ignore[call-arg]
+    text = ("bad key plain-k3y-no-prefix; also sk-ant-api03-abcdef, header "
+            "'Authorization: Bearer eyJhbGciOi.x.y' and api_key=\"hunter22\"")  # fmt: skip
+    out = redact(text, secret_values(s))
+    for leaked in ("plain-k3y-no-prefix", "sk-ant-api03-abcdef", "eyJhbGciOi", "hunter22"):
+        assert leaked not in out
+    assert out.count("[redacted]") == 4
+    assert redact("max_tokens: too large") == "max_tokens: too large"
