@@ -451,3 +451,34 @@ async def test_a_proof_is_not_accepted_twice_nor_once_expired(
         first = await signed(handle, "approve", LEAD)
         await handle.execute_update(TaskRunWorkflow.decide, first)
         await handle.cancel()
+
+
+PROOFS_HISTORY = HISTORY.parent / "approval_proofs.json"
+
+
+async def test_proof_paths_replay(ts_client: Client, task_queue: str) -> None:
+    """A refused raw signal, a counted update, a refused update and a signed signal:
+    the history replays (with the key installed, as on a worker); saved for test_replay."""
+    async with make_worker(ts_client, task_queue):
+        handle = await start(
+            ts_client, task_queue, run_input(approval_def(min_approvals=2)),
+            id="run-approval_proofs",
+        )  # fmt: skip
+        await wait_parked(handle)
+        raw = ApprovalDecision(decision="approve", approver="mallory", groups=["release"])
+        await handle.signal(TaskRunWorkflow.approve, raw)
+        await refused_reasons(handle, 1)
+        await handle.execute_update(
+            TaskRunWorkflow.decide, await signed(handle, "approve", LEAD, comment="update")
+        )
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                TaskRunWorkflow.decide, await signed(handle, "approve", "x")
+            )
+        await decide(handle, "approve", "dave", groups=["release"])
+        state = await handle.result()
+        history = await handle.fetch_history()
+    assert state.status == "completed"
+    await replayer().replay_workflow(history)
+    if os.environ.get("DURATASK_RECORD_HISTORIES"):
+        PROOFS_HISTORY.write_text(history.to_json())

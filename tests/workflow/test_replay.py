@@ -14,6 +14,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.helpers import APPROVAL_KEY
+from workflows import proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -23,6 +25,12 @@ WORKFLOW_IDS = {
     "children_fail_fast": "run-replay-ff",
     "agent_before_streams": "run-history-agent",
 }
+
+
+@pytest.fixture(autouse=True)
+def approval_key() -> None:
+    """A worker replays with its approval key installed (approval_proofs.json needs it)."""
+    proofs.install_keys([APPROVAL_KEY])
 
 
 def test_histories_exist() -> None:
