@@ -152,7 +152,12 @@ async def _fetch(args: HttpRequestArgs, ctx: ToolContext, timeout: float) -> dic
     if args.method not in ("GET", "HEAD"):
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)
     method, body, url = args.method, args.body, args.url
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as c:
+    # no pooled connection is reused: each was opened for one name's TLS SNI
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    verify = ctx.services.get("tls_verify", True)  # an ssl.SSLContext in tests
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, trust_env=False, limits=no_reuse, verify=verify
+    ) as c:
         for _ in range(MAX_REDIRECTS + 1):
             ip = await pin(url, s.http_allow_private, s.http_allow_networks, resolver)
             request = _build(c, method, url, ip, headers, body)

@@ -4,19 +4,28 @@ origins, one deadline for the whole request (issue 13's findings, each reproduce
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+import uvicorn
 
 from activities.tools.http import HttpRequestArgs, http_request, pin
 from activities.tools.registry import ToolContext, ToolError
+from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
 from tests.fakes import http_server
 from tests.fakes.http_server import serve_http
+from tests.stack import free_port
 
 LOOPBACK = ["127.0.0.1/32"]  # the test servers' network, allowed by name only
 
@@ -159,3 +168,54 @@ async def test_one_deadline_for_the_whole_request(url: str) -> None:
     with pytest.raises(ToolError, match=r"timed out after 1\.0s"):
         await http_request(HttpRequestArgs(url=f"{url}/drip"), ctx(s))
     assert time.monotonic() - started < 30  # the drip lasts 60s; generous on a loaded machine
+
+
+def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+    cert, key = tmp / f"{name}.crt", tmp / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextlib.asynccontextmanager
+async def tls_server(cert: Path, key: Path) -> AsyncIterator[int]:
+    port = free_port()
+    config = uvicorn.Config(http_server.APP, host="127.0.0.1", port=port, log_level="warning",
+                            ssl_certfile=str(cert), ssl_keyfile=str(key))  # fmt: skip
+    server = EmbeddedServer(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = server.force_exit = True
+        await task
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl CLI")
+async def test_tls_to_the_pinned_address_checks_the_name(tmp_path: Path) -> None:
+    """Connected to the checked IP, TLS still sends the name (SNI) and verifies the
+    certificate against it: a certificate for another name is refused."""
+
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    s = settings(http_allow_networks=LOOPBACK)
+    for served, ok in (("api.test", True), ("other.test", False)):
+        cert, key = self_signed(tmp_path, served)
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with tls_server(cert, key) as port:
+            args = HttpRequestArgs(url=f"https://api.test:{port}/ok", timeout_s=10)
+            if ok:
+                got = await http_request(args, ctx(s, resolver=resolver, tls_verify=trust))
+                assert got["status"] == 200 and got["body"] == {"ok": True}
+            else:
+                with pytest.raises(ToolError, match=r"(?i)certificate|hostname"):
+                    await http_request(args, ctx(s, resolver=resolver, tls_verify=trust))
