@@ -6,7 +6,8 @@ HMAC over run, step, decision, identity, groups, comment, nonce and time; see
 an already authenticated principal; the decision goes to the run as the `decide`
 Workflow Update, whose validator checks proof, approver list and state, so the
 answer is the workflow's own: counted, forbidden, or conflict. There is no
-pre-check here that could race with the run.
+pre-check here that could race with the run. The caller needs `tasks:approve`
+(checked here too, so no front end can forget it).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Decider(Protocol):
 
     @property
     def groups(self) -> Iterable[str]: ...
+
+    def has(self, scope: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,10 @@ async def decide(
 ) -> DecideOutcome:
     """Send `principal`'s decision on run `run_id` (at `step`, or whichever step waits)."""
     base = DecideOutcome(0, "", run_id, decision, principal.identity, comment, step)
+    if not principal.has("tasks:approve"):
+        return replace(
+            base, status=403, detail=f"'{principal.identity}' lacks the 'tasks:approve' scope"
+        )
     try:
         signed = signed_decision(
             settings, run_id, step, principal.identity, principal.groups, decision, comment

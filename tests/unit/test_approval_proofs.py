@@ -119,3 +119,22 @@ def test_redact_masks_configured_secrets_keys_and_bearer_tokens() -> None:
         assert leaked not in out
     assert out.count("[redacted]") == 4
     assert redact("max_tokens: too large") == "max_tokens: too large"
+
+
+async def test_decide_needs_the_scope_and_a_key_before_it_reaches_the_run() -> None:
+    from typing import cast
+
+    from temporalio.client import Client
+
+    from api.auth import Principal
+    from duratask.approvals import decide
+    from duratask.settings import Settings
+
+    no_key = Settings(_env_file=None)  # type: ignore[call-arg]
+    unused = cast(Client, None)  # neither answer needs Temporal
+    reader = Principal("ann", frozenset({"tasks:read"}))
+    out = await decide(unused, no_key, "run-1", None, reader, "approve")
+    assert out.status == 403 and "tasks:approve" in out.detail and not out.counted
+    approver = Principal("ann", frozenset({"tasks:approve"}))
+    out = await decide(unused, no_key, "run-1", None, approver, "approve")
+    assert out.status == 503 and "DURATASK_APPROVAL_KEY" in out.detail
