@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.streams
 	$(BIN)/python -m bench.cancel
+	$(BIN)/python -m bench.security_telemetry
 
 clean:
 	rm -rf $(VENV) .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info

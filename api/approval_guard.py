@@ -22,8 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-from api.auth import Principal
 from api.errors import ApiError
+from duratask.access import Caller
 from workflows.approvals import is_allowed, normalise, timeout_of
 from workflows.definition import ApprovalStep, ParallelStep, Step, TaskDefinition
 from workflows.durations import parse_duration
@@ -91,7 +91,7 @@ def weakenings(
 
 
 def check(
-    who: Principal, old: TaskDefinition | None, new: TaskDefinition, min_timeout: str | None
+    who: Caller, old: TaskDefinition | None, new: TaskDefinition, min_timeout: str | None
 ) -> None:
     """Raise 403 if `new` weakens an approval step that `who` may not approve."""
     if who.has("tasks:admin"):

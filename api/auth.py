@@ -3,7 +3,8 @@
 Every request carries `Authorization: Bearer <token>`. A token is either a static
 API key from settings (mapped to an identity, scopes and groups) or a JWT verified
 against a shared secret or a JWKS (issuer and audience checked). Scopes:
-`tasks:read`, `tasks:write`, `tasks:approve`, `tasks:admin`. With no keys and no JWT configured and
+`tasks:read`, `tasks:write`, `tasks:approve`, `tasks:admin` (sees and acts on everyone's
+runs, definitions and schedules: duratask/access.py). With no keys and no JWT configured and
 `auth_required` off, the gateway is open and every caller is the local user.
 
 JWTs must carry `exp`; the identity is the `email` claim when `email_verified` is
@@ -15,6 +16,7 @@ a space-separated string), which approval steps match as `group:<name>`.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -124,3 +126,34 @@ def jwt_identity(claims: dict[str, Any]) -> str:
 def require_scope(principal: Principal, scope: str) -> None:
     if not principal.has(scope):
         raise ApiError(403, f"'{principal.identity}' lacks the '{scope}' scope")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def open_bind_refusal(settings: Settings, host: str) -> str | None:
+    """Why the gateway must not start on `host`: auth is open (no keys, no JWT, not
+    required) and `host` is reachable from other machines. None when it may start."""
+    if not Authenticator(settings).open or is_loopback(host) or settings.insecure:
+        return None
+    return (
+        f"refusing to serve on {host} with authentication open: anyone who can reach it "
+        "could start, read and cancel every run. Configure DURATASK_API_KEYS or "
+        "DURATASK_JWT_SECRET / DURATASK_JWT_JWKS_URL (or DURATASK_AUTH_REQUIRED=true), "
+        "bind to 127.0.0.1, or pass --insecure (DURATASK_INSECURE=true) if you really mean it"
+    )
+
+
+def open_auth_warning(settings: Settings) -> str | None:
+    if not Authenticator(settings).open:
+        return None
+    return (
+        "authentication is open: every caller is 'local' with every scope (tasks:admin "
+        "included). Set DURATASK_API_KEYS or a JWT issuer before anyone else can reach it."
+    )

@@ -2,7 +2,8 @@
 
 The Temporal client and the store are created once in the app's lifespan; a request
 that needs Temporal while it is unreachable gets a 503 naming the address, and the
-next request tries to connect again.
+next request tries to connect again. `RunsDep` is the one RunService dependency every
+router declares: it acts for the authenticated caller (duratask/access.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from fastapi import Depends, Header, Request
 from temporalio.client import Client
 
 from api.auth import Authenticator, Principal, require_scope
+from api.definitions_service import DefinitionService
 from api.errors import unavailable
+from api.runs_service import RunService
 from duratask.settings import Settings
 from duratask.store.definitions import DefinitionStore
 from worker.client import connect
@@ -65,3 +68,20 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 Reader = Annotated[Principal, Depends(_scoped("tasks:read"))]
 Writer = Annotated[Principal, Depends(_scoped("tasks:write"))]
 Approver = Annotated[Principal, Depends(_scoped("tasks:approve"))]
+Admin = Annotated[Principal, Depends(_scoped("tasks:admin"))]
+
+
+def get_runs(
+    client: TemporalDep, store: StoreDep, settings: SettingsDep, who: PrincipalDep
+) -> RunService:
+    return RunService(client, store, settings, who)
+
+
+RunsDep = Annotated[RunService, Depends(get_runs)]
+
+
+def get_definitions(store: StoreDep, who: PrincipalDep) -> DefinitionService:
+    return DefinitionService(store, who)
+
+
+DefinitionsDep = Annotated[DefinitionService, Depends(get_definitions)]

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from duratask.access import AccessDenied
 from duratask.logging import get_logger
 from duratask.schedules.service import ScheduleError
 from duratask.store.definitions import NotFound
@@ -98,7 +99,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ScheduleError)
     async def _sched(_: Request, e: ScheduleError) -> JSONResponse:
-        return _json({"not_found": 404, "conflict": 409}.get(e.kind, 422), e.message)
+        return _json(
+            {"not_found": 404, "conflict": 409, "forbidden": 403}.get(e.kind, 422), e.message
+        )
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(_: Request, e: AccessDenied) -> JSONResponse:
+        return _json(e.status, e.message)
 
     @app.exception_handler(RequestValidationError)
     async def _rv(_: Request, e: RequestValidationError) -> JSONResponse:

@@ -3,6 +3,11 @@
 Runs live only in Temporal: starting one is `start_workflow` with the pinned bundle;
 reading one is a query while it runs, its result or failure details once closed;
 listing is a visibility query over duratask's search attributes.
+
+A RunService acts for one caller (the principal): every read goes through
+`describe()`, which answers 404 for a workflow that is not a duratask run or that the
+caller may not see (duratask/access.py), and every change is recorded in the audit
+trail with the caller's identity.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +34,17 @@ from ulid import ULID
 
 from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
 from api.history import start_input, state_from_input
+from api.observability import note
 from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
+from duratask import access
+from duratask.access import AccessDenied, Caller, may_see, resolve_owner
 from duratask.logging import get_logger
+from duratask.run_config import run_config
 from duratask.settings import Settings
+from duratask.store.audit import AuditStore
 from duratask.store.definitions import DefinitionStore, NotFound
 from workflows import contracts
-from workflows.definition import ModelSpec
+from workflows.approvals import is_allowed
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     CancelRequest,
@@ -58,8 +69,14 @@ CLOSED_STATUS = {
     WorkflowExecutionStatus.CANCELED: RunStatus.cancelled,
     WorkflowExecutionStatus.TERMINATED: RunStatus.cancelled,
     WorkflowExecutionStatus.TIMED_OUT: RunStatus.failed,
+    # an earlier execution of a run that goes on under the same id: not an end
+    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunStatus.running,
 }
 QUERY_TIMEOUT = timedelta(seconds=5)
+RUN_TYPE = "TaskRunWorkflow"
+# run id -> (is a duratask run, owner, team): fixed at start, so cached per process
+_KNOWN: OrderedDict[str, tuple[bool, str | None, str | None]] = OrderedDict()
+KNOWN_MAX = 10_000
 MAX_TREE_RUNS = 500  # a tree bigger than this is cut off (children listed, not expanded)
 
 
@@ -72,11 +89,22 @@ def idempotent_run_id(identity: str, key: str) -> str:
     return f"run-k{digest}"
 
 
+def _remember(run_id: str, facts: tuple[bool, str | None, str | None]) -> None:
+    _KNOWN[run_id] = facts
+    _KNOWN.move_to_end(run_id)
+    while len(_KNOWN) > KNOWN_MAX:
+        _KNOWN.popitem(last=False)
+
+
 class RunService:
-    def __init__(self, client: Client, store: DefinitionStore, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, store: DefinitionStore, settings: Settings, principal: Caller
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.principal = principal
+        self.audit = AuditStore(store.engine)
 
     # ------------------------------------------------------------ helpers
     def ui_url(self, run_id: str) -> str:
@@ -86,31 +114,114 @@ class RunService:
         return self.client.get_workflow_handle_for(TaskRunWorkflow.run, run_id)
 
     def run_config(self) -> RunConfig:
-        s = self.settings
-        return RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
-            max_output_bytes=s.max_output_bytes,
-            max_subtask_depth=s.max_subtask_depth,
-            continue_as_new_after_turns=s.agent_continue_as_new_after_turns,
-            drift_after_turns=s.agent_drift_after_turns,
-        )
+        return run_config(self.settings)
 
     async def describe(self, run_id: str) -> Any:
+        """The run's Temporal description; 404 unless it is a duratask run the caller may
+        see: its owner, its team, an admin, an approver of the step it waits at, or (for
+        a child run) whoever may see its root run."""
+        desc = await self._describe(run_id)
+        sa = desc.typed_search_attributes
+        approvers = sa.get(contracts.SA_APPROVERS) or []
+        if may_see(self.principal, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)):
+            return desc
+        if approvers and is_allowed(approvers, self.principal.identity, self.principal.groups):
+            return desc
+        await self._root_visible(run_id)
+        return desc
+
+    async def _describe(self, run_id: str) -> Any:
+        """Temporal's description of `run_id`; 404 if it is unknown or not a duratask run."""
         try:
-            return await self.handle(run_id).describe()
+            desc = await self.handle(run_id).describe()
         except RPCError as e:
             if e.status == RPCStatusCode.NOT_FOUND:
                 raise not_found(f"run '{run_id}'") from None
             raise map_rpc_error(e) from None
+        sa = desc.typed_search_attributes
+        ours = desc.workflow_type == RUN_TYPE
+        _remember(run_id, (ours, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)))
+        if not ours:
+            raise not_found(f"run '{run_id}'")
+        return desc
+
+    async def _root_visible(self, run_id: str) -> None:
+        """For a child run (`<root>/<step>...`): pass if the caller may see (and so
+        change) its root run; 404 otherwise."""
+        root = run_id.split("/", 1)[0]
+        if root == run_id:
+            raise not_found(f"run '{run_id}'")
+        facts = _KNOWN.get(root)
+        if facts is None:
+            try:
+                await self._describe(root)
+            except ApiError:
+                raise not_found(f"run '{run_id}'") from None
+            facts = _KNOWN[root]
+        if not (facts[0] and may_see(self.principal, facts[1], facts[2])):
+            raise not_found(f"run '{run_id}'")
+
+    async def may_act(self, run_id: str) -> Any:
+        """`describe()` for a change: an approver who may only see the run gets 403."""
+        desc = await self.describe(run_id)
+        sa = desc.typed_search_attributes
+        if may_see(self.principal, sa.get(contracts.SA_OWNER), sa.get(contracts.SA_TEAM)):
+            return desc
+        try:
+            await self._root_visible(run_id)
+        except ApiError:
+            raise ApiError(
+                403,
+                f"'{self.principal.identity}' may see run '{run_id}' as an approver, but "
+                "only its owner, its team or an admin may change it",
+            ) from None
+        return desc
+
+    async def known(self, run_id: str) -> bool:
+        """Whether the caller may see `run_id`, from the cache when it can (no 404)."""
+        facts = _KNOWN.get(run_id)
+        if facts is not None and facts[0] and may_see(self.principal, facts[1], facts[2]):
+            return True
+        try:
+            await self.describe(run_id)
+        except ApiError:
+            return False
+        return True
+
+    async def _record(self, action: str, run_id: str, desc: Any = None, **detail: Any) -> None:
+        sa = desc.typed_search_attributes if desc is not None else None
+        owner = sa.get(contracts.SA_OWNER) if sa is not None else detail.pop("owner", None)
+        team = sa.get(contracts.SA_TEAM) if sa is not None else detail.pop("team", None)
+        await self.audit.record(
+            self.principal.identity, action, "run", run_id, owner, team, **detail
+        )
 
     # ------------------------------------------------------------ start
     async def start(
-        self, req: StartRunRequest, identity: str, meta_overrides: dict[str, Any] | None = None
+        self,
+        req: StartRunRequest,
+        identity: str | None = None,
+        meta_overrides: dict[str, Any] | None = None,
     ) -> tuple[RunState, bool]:
+        """Start a run owned by the caller (another owner needs `tasks:admin`), of a
+        definition the caller may see. `identity` is kept for old callers: it is always
+        the principal's."""
+        identity = self.principal.identity
         try:
+            owner, team = resolve_owner(self.principal, req.owner, req.team)
+        except AccessDenied as e:
+            raise ApiError(e.status, e.message) from None
+        try:
+            stored = await self.store.get(req.definition_id, req.version)
+            if not may_see(self.principal, stored.owner, stored.team):
+                raise NotFound(f"definition '{req.definition_id}' not found")
             bundle = await self.store.bundle(req.definition_id, req.version)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
+        try:
+            access.check_child_owners(self.principal, bundle, owner)
+        except AccessDenied as e:
+            raise ApiError(e.status, e.message) from None
         try:
             inputs = resolve_inputs(bundle.root.definition, req.input)
         except InputError as e:
@@ -125,7 +236,8 @@ class RunService:
                 raise unprocessable(f"start_at {start_at.isoformat()} is in the past")
             delay = start_at - now
         meta = RunMeta(
-            owner=req.owner,
+            owner=owner,
+            team=team,
             priority=req.priority,
             trigger=Trigger(req.trigger),
             idempotency_key=req.idempotency_key,
@@ -141,7 +253,13 @@ class RunService:
             if req.idempotency_key
             else new_run_id()
         )
-        return await self.start_input(run_id, inp, delay)
+        state, created = await self.start_input(run_id, inp, delay)
+        if created:
+            await self._record(
+                "run.start", run_id, owner=owner, team=team, definition_id=req.definition_id,
+                version=bundle.root.version, priority=req.priority.value,
+            )  # fmt: skip
+        return state, created
 
     async def start_input(
         self, run_id: str, inp: RunInput, delay: timedelta | None = None
@@ -158,6 +276,7 @@ class RunService:
         ]
         for key, value in (
             (contracts.SA_OWNER, meta.owner),
+            (contracts.SA_TEAM, meta.team),
             (contracts.SA_SCHEDULE, meta.schedule_id),
             (contracts.SA_PARENT, meta.parent_run_id),
         ):
@@ -182,6 +301,7 @@ class RunService:
         except RPCError as e:
             raise map_rpc_error(e) from None
         log.info("run started", run_id=run_id, definition=definition.id, status=status.value)
+        note(run_id=run_id, definition=definition.id)  # on this request's log line
         state = state_from_input(run_id, inp)
         state.status = status
         state.temporal_ui_url = self.ui_url(run_id)
@@ -335,7 +455,12 @@ class RunService:
         page_size: int,
         page_token: str | None,
     ) -> tuple[list[RunSummary], str | None]:
-        clauses = ["WorkflowType = 'TaskRunWorkflow'"]
+        # one row per run: a run that continued as new leaves closed executions behind
+        # under the same id, with the status they had then (docs/runs.md#long-runs)
+        clauses = [f"WorkflowType = '{RUN_TYPE}' AND ExecutionStatus != 'ContinuedAsNew'"]
+        visible = access.visibility_clause(self.principal)
+        if visible:
+            clauses.append(visible)
         for key, value in (
             (contracts.SA_DEFINITION, definition_id),
             (contracts.SA_STATUS, status),
@@ -368,6 +493,7 @@ class RunService:
             definition_id=sa.get(contracts.SA_DEFINITION),
             status=status,
             owner=sa.get(contracts.SA_OWNER),
+            team=sa.get(contracts.SA_TEAM),
             trigger=trigger,
             priority=sa.get(contracts.SA_PRIORITY),
             proactive=trigger == Trigger.schedule.value,
@@ -379,22 +505,26 @@ class RunService:
 
     # ------------------------------------------------------------ change
     async def _require_running(self, run_id: str, action: str) -> Any:
-        desc = await self.describe(run_id)
+        desc = await self.may_act(run_id)
         if desc.status != WorkflowExecutionStatus.RUNNING:
             status = CLOSED_STATUS.get(desc.status, RunStatus.failed).value
             raise conflict(f"cannot {action}: run '{run_id}' is {status}", run_status=status)
         return desc
 
-    async def cancel(self, run_id: str, reason: str, by: str) -> None:
-        await self._require_running(run_id, "cancel")
+    async def cancel(self, run_id: str, reason: str, by: str | None = None) -> None:
+        by = self.principal.identity
+        desc = await self._require_running(run_id, "cancel")
         handle = self.handle(run_id)
         await handle.signal(
             TaskRunWorkflow.request_cancel, CancelRequest(reason=reason, requested_by=by)
         )
         await handle.cancel(reason=reason)
+        await self._record("run.cancel", run_id, desc, reason=reason or None)
         log.info("run cancel requested", run_id=run_id, reason=reason, by=by)
 
-    async def bulk_cancel(self, run_ids: list[str], reason: str, by: str) -> list[dict[str, Any]]:
+    async def bulk_cancel(
+        self, run_ids: list[str], reason: str, by: str | None = None
+    ) -> list[dict[str, Any]]:
         async def one(run_id: str) -> dict[str, Any]:
             try:
                 await self.cancel(run_id, reason, by)
@@ -405,17 +535,27 @@ class RunService:
         return list(await asyncio.gather(*(one(r) for r in run_ids)))
 
     async def set_priority(self, run_id: str, priority: Priority) -> None:
-        await self._require_running(run_id, "change priority")
+        desc = await self._require_running(run_id, "change priority")
         await self.handle(run_id).signal(
-            TaskRunWorkflow.set_priority, PriorityChange(priority=priority)
+            TaskRunWorkflow.set_priority,
+            PriorityChange(priority=priority, by=self.principal.identity),
         )
+        await self._record("run.priority", run_id, desc, priority=priority.value)
 
     async def message(self, run_id: str, msg: Intervention) -> None:
-        await self._require_running(run_id, f"send a {msg.mode} message")
+        """Steer / collect / followup, sent as the caller (whatever `msg.sender` says)."""
+        desc = await self._require_running(run_id, f"send a {msg.mode} message")
+        msg = msg.model_copy(update={"sender": self.principal.identity})
         await self.handle(run_id).signal(TaskRunWorkflow.intervene, msg)
+        await self._record(f"run.{msg.mode}", run_id, desc, message=msg.message[:200])
 
-    async def retry(self, run_id: str, new_input: dict[str, Any] | None, by: str) -> RunState:
-        desc = await self.describe(run_id)
+    async def retry(
+        self, run_id: str, new_input: dict[str, Any] | None, by: str | None = None
+    ) -> RunState:
+        """A new run with the old one's pinned definition (and input, unless given). It
+        keeps the old owner and team: only they (or an admin) may retry."""
+        by = self.principal.identity
+        desc = await self.may_act(run_id)
         if desc.status == WorkflowExecutionStatus.RUNNING:
             raise conflict(f"cannot retry: run '{run_id}' is still running", run_status="running")
         old = await start_input(self.client, self.handle(run_id))
@@ -441,11 +581,11 @@ class RunService:
         )
         inp = old.model_copy(update={"input": inputs, "meta": meta, "carry": None})
         state, _ = await self.start_input(new_run_id(), inp)
+        await self._record("run.retry", run_id, desc, new_run_id=state.run_id)
         return state
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+_quote = access.quote
 
 
 def _error(code: str, message: str) -> Any:

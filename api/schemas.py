@@ -20,7 +20,12 @@ class StartRunRequest(_Body):
     version: int | None = None
     input: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.normal
-    owner: str | None = None
+    owner: str | None = Field(
+        default=None, description="default: the caller; another identity needs tasks:admin"
+    )
+    team: str | None = Field(
+        default=None, max_length=255, description="one of the caller's groups: shares the run"
+    )
     idempotency_key: str | None = Field(default=None, max_length=200)
     start_at: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)
@@ -79,6 +84,7 @@ class RunSummary(BaseModel):
     definition_id: str | None
     status: str
     owner: str | None = None
+    team: str | None = None
     trigger: str | None = None
     priority: str | None = None
     proactive: bool = False

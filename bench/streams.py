@@ -39,6 +39,8 @@ from bench.server import start_dev_server
 from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
 from duratask.logging import configure_logging
 from tests.stack import Stack, run_stack
+from workflows.events import TERMINAL
+from workflows.events import EventType as RunEventType
 from workflows.models import LlmRequest, LlmResponse, Usage
 
 TOKEN_TIMES: dict[tuple[str, int], float] = {}  # (run_id, token index) -> when written
@@ -106,11 +108,11 @@ async def sse_client(
             now = time.time()
             ev = json.loads(sse.data)
             received += 1
-            if ev["type"] == "llm.delta":
+            if ev["type"] == RunEventType.LLM_DELTA:
                 lags.append(now - datetime.fromisoformat(ev["time"]).timestamp())
                 for word in ev["data"]["text"].split():
                     token_lags.append(now - TOKEN_TIMES[(run_id, int(word[3:]))])
-            if ev["type"] in ("run.completed", "run.failed", "run.cancelled"):
+            if ev["type"] in TERMINAL:
                 break
     return received
 
@@ -137,9 +139,9 @@ async def raw_run(client: Client, queue: str, inp: RawStreamInput) -> tuple[list
     lags: list[float] = []
     if inp.stream:
         async for item in WorkflowStreamClient.create(client, wf_id).subscribe(["events"]):
-            if item.data["type"] == "llm.delta":
+            if item.data["type"] == RunEventType.LLM_DELTA:
                 lags.append(time.time() - item.data["t"])
-            if item.data["type"] == "run.completed":
+            if item.data["type"] == RunEventType.RUN_COMPLETED:
                 break
     await handle.result()
     return lags, wf_id

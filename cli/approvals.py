@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
 from cli.client import Gateway
+from cli.output import console
 
-out = Console()
+out = console()
 
 
 def _decide(decision: str, run_id: str, comment: str | None) -> None:

@@ -7,17 +7,18 @@ and exits non-zero.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import typer
-from rich.console import Console
 
-from duratask.settings import STATE_DIR, Settings, get_settings
+if TYPE_CHECKING:  # imported when a command runs, not at start-up (`duratask --help`)
+    from rich.console import Console
 
-err = Console(stderr=True)
-DEV_TOKEN_FILE = STATE_DIR / "dev-token"
+    from duratask.settings import Settings
+
+DEV_TOKEN_FILE = Path(".duratask") / "dev-token"  # duratask.settings.STATE_DIR
 # Set by the global `--url` option (or DURATASK_URL); else DURATASK_PUBLIC_URL/HOST/PORT.
 GATEWAY_URL: str | None = None
 
@@ -30,13 +31,24 @@ def token(settings: Settings) -> str | None:
     return None
 
 
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)  # messages stay whole (cli/output.py)
+
+
 def die(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    err().print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
 
 
 class Gateway:
     def __init__(self, settings: Settings | None = None, url: str | None = None) -> None:
+        import httpx
+
+        from duratask.settings import get_settings
+
         self.settings = settings or get_settings()
         self.url = (url or GATEWAY_URL or self.settings.gateway_url()).rstrip("/")
         headers = {}
@@ -46,6 +58,8 @@ class Gateway:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=330)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
+        import httpx
+
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.ConnectError:

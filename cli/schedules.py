@@ -16,26 +16,32 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
-from croniter import croniter
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from cli.client import Gateway, die
+from cli.output import console
 from cli.runs import STATUS_STYLE, parse_inputs
 from duratask.schedules.ids import slugify
 
-app = typer.Typer(help="Schedules: cron jobs, intervals, one-time runs.", no_args_is_help=True)
-out = Console()
+app = typer.Typer(
+    help="Schedules: cron jobs, intervals, one-time runs.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+out = console()
 
 SPEC_KEYS = ("cron", "every", "text", "at")
 COMPARED = (
-    "definition_id", "version", "input", "priority", "owner", "timezone", "overlap",
+    "definition_id", "version", "input", "priority", "owner", "team", "timezone", "overlap",
     "jitter", "start_at", "end_at", "description", "pause_on_failure",
 )  # fmt: skip
+# compared only when a job file names them: by default the schedule is the syncing
+# identity's (the gateway sets it), which a job file need not repeat
+OWNERSHIP = ("owner", "team")
 DEFAULTS: dict[str, Any] = {
-    "version": None, "input": {}, "priority": "normal", "owner": None, "timezone": "UTC",
+    "version": None, "input": {}, "priority": "normal", "owner": None, "team": None,
+    "timezone": "UTC",
     "overlap": "skip", "jitter": None, "start_at": None, "end_at": None, "description": None,
     "pause_on_failure": False,
 }  # fmt: skip
@@ -67,6 +73,8 @@ def _model(value: Any) -> dict[str, Any] | None:
 
 
 def load_job(path: Path) -> Job:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -81,6 +89,8 @@ def load_job(path: Path) -> Job:
     spec = {k: str(data[k]) for k in SPEC_KEYS if data.get(k) is not None}
     if data.get("schedule") is not None:
         text = str(data["schedule"])
+        from croniter import croniter
+
         spec["cron" if croniter.is_valid(text) and len(text.split()) == 5 else "text"] = text
     if len(spec) != 1:
         raise ValueError(f"{path}: give exactly one of schedule / cron / every / text / at")
@@ -153,6 +163,9 @@ def _current(view: dict[str, Any]) -> dict[str, Any]:
 def _changes(job: Job, view: dict[str, Any]) -> list[str]:
     want = {**DEFAULTS, **job.body}
     have = _current(view)
+    for key in OWNERSHIP:
+        if job.body.get(key) is None:
+            want[key] = have.get(key)
     keys = set(COMPARED) | {k for k in SPEC_KEYS if k in want or k in have}
     changed = sorted(k for k in keys if want.get(k) != have.get(k))
     if job.paused != view["paused"] and not view.get("paused_by_switch"):
@@ -229,7 +242,8 @@ def create(
     inputs: list[str] = typer.Option([], "--input", "-i", help="key=value (repeatable)"),
     version: int | None = typer.Option(None, "--version", help="pin a version"),
     priority: str = typer.Option("normal", "--priority"),
-    owner: str | None = typer.Option(None, "--owner"),
+    owner: str | None = typer.Option(None, "--owner", help="another owner (needs tasks:admin)"),
+    team: str | None = typer.Option(None, "--team", help="share with one of your groups"),
     overlap: str = typer.Option("skip", "--overlap"),
     jitter: str | None = typer.Option(None, "--jitter"),
     paused: bool = typer.Option(False, "--paused"),
@@ -240,7 +254,7 @@ def create(
         "definition_id": definition_id, "cron": cron, "every": every, "text": text, "at": at,
         "timezone": tz, "id": schedule_id, "description": description,
         "input": parse_inputs(inputs), "version": version, "priority": priority,
-        "owner": owner, "overlap": overlap, "jitter": jitter, "paused": paused,
+        "owner": owner, "team": team, "overlap": overlap, "jitter": jitter, "paused": paused,
         "pause_on_failure": pause_on_failure,
     }  # fmt: skip
     view = Gateway().post("/v1/schedules", json={k: v for k, v in body.items() if v is not None})

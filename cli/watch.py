@@ -28,8 +28,14 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.client import Gateway, die
+from cli.output import console
+from workflows.events import EventType
 
-TERMINAL = {"run.completed": "completed", "run.failed": "failed", "run.cancelled": "cancelled"}
+TERMINAL = {
+    EventType.RUN_COMPLETED: "completed",
+    EventType.RUN_FAILED: "failed",
+    EventType.RUN_CANCELLED: "cancelled",
+}
 MARK = {
     "pending": ("☐", "dim"),
     "running": ("▶", "cyan"),
@@ -83,38 +89,41 @@ class RunView:
     def apply(self, ev: dict[str, Any]) -> None:
         kind, sid, data = ev["type"], ev.get("step_id"), ev.get("data") or {}
         self.last_id = ev["offset"]
-        if kind == "run.started":
+        if kind == EventType.RUN_STARTED:
             self.status = "running"
-        elif kind == "step.started" and sid:
+        elif kind == EventType.STEP_STARTED and sid:
             self.step(sid).status = "running"
             self.current, self.text, self.attempt = sid, "", 1
-        elif kind in ("step.completed", "step.failed", "step.skipped") and sid:
+        elif (
+            kind in (EventType.STEP_COMPLETED, EventType.STEP_FAILED, EventType.STEP_SKIPPED)
+            and sid
+        ):
             self.step(sid).status = kind.split(".")[1]
-            if kind == "step.failed":
+            if kind == EventType.STEP_FAILED:
                 self.step(sid).note = ev.get("message") or ""
-        elif kind == "llm.retry":
+        elif kind == EventType.LLM_RETRY:
             self.text, self.attempt = "", int(data.get("attempt", self.attempt + 1))
-        elif kind == "llm.steered":  # the call was cut short and restarts with the message
+        elif kind == EventType.LLM_STEERED:  # the call was cut short and restarts with the message
             self.text, self.attempt = "", 1
-        elif kind == "llm.delta":
+        elif kind == EventType.LLM_DELTA:
             if int(data.get("attempt", 1)) > self.attempt:  # a retry's text replaces the old
                 self.text, self.attempt = "", int(data["attempt"])
             self.text = (self.text + data.get("text", ""))[-MAX_TEXT:]
-        elif kind == "progress":
+        elif kind == EventType.PROGRESS:
             self.percent = int(data.get("percent", self.percent))
-        elif kind == "run.awaiting_approval":
+        elif kind == EventType.AWAITING_APPROVAL:
             self.status = "awaiting_approval"
             self.approvals[sid or "?"] = data
             if sid:
                 self.step(sid).status = "waiting"
-        elif kind == "approval.decided":
+        elif kind == EventType.APPROVAL_DECIDED:
             self.approvals.pop(sid or "?", None)
-        elif kind in ("run.tool_requested", "child.started") and sid:
+        elif kind in (EventType.TOOL_REQUESTED, EventType.CHILD_STARTED) and sid:
             self.step(sid).note = ev.get("message") or ""
         elif kind in TERMINAL:
             self.status = TERMINAL[kind]
             self.current = None
-            if kind == "run.completed":
+            if kind == EventType.RUN_COMPLETED:
                 self.percent = 100
             else:
                 self.error = ev.get("message")
@@ -158,7 +167,7 @@ class PlainPrinter:
 
     def __call__(self, ev: dict[str, Any]) -> None:
         kind, data = ev["type"], ev.get("data") or {}
-        if kind == "llm.delta":
+        if kind == EventType.LLM_DELTA:
             if not self.streaming:
                 self.out.write(f"  {ev.get('step_id')}> ")
                 self.streaming = True
@@ -187,17 +196,22 @@ def _clock(value: str | None) -> str:
 
 
 def _detail(kind: str, data: dict[str, Any], message: str | None) -> str:
-    if kind == "progress":
+    if kind == EventType.PROGRESS:
         return f"{data.get('percent', 0)}%"
-    if kind == "llm.completed":
+    if kind == EventType.LLM_COMPLETED:
         return f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
-    if kind in ("run.tool_requested", "run.tool_completed"):
+    if kind in (EventType.TOOL_REQUESTED, EventType.TOOL_COMPLETED):
         return f"{data.get('tool', '')}" + (" error" if data.get("error") else "")
-    if kind == "llm.retry":
+    if kind == EventType.LLM_RETRY:
         return f"attempt {data.get('attempt')}: earlier text discarded"
-    if kind in ("run.failed", "step.failed", "run.cancelled", "intervention.received"):
+    if kind in (
+        EventType.RUN_FAILED,
+        EventType.STEP_FAILED,
+        EventType.RUN_CANCELLED,
+        EventType.INTERVENTION,
+    ):
         return message or ""
-    if kind == "run.awaiting_approval":
+    if kind == EventType.AWAITING_APPROVAL:
         return "approvers: " + ", ".join(data.get("approvers", []))
     return ""
 
@@ -275,8 +289,8 @@ def _detail_of(resp: httpx.Response) -> str:
 def watch(run_id: str, plain: bool | None = None, gw: Gateway | None = None) -> str:
     """Follow the run until it ends; returns its final status."""
     gw = gw or Gateway()
-    err = Console(stderr=True)
-    console = Console()
+    err = console(stderr=True)
+    out = console()
     if plain is None:
         plain = not sys.stdout.isatty()
     if plain:
@@ -288,7 +302,7 @@ def watch(run_id: str, plain: bool | None = None, gw: Gateway | None = None) -> 
         print(f"run {run_id} {final}", flush=True)
         return final
     view = RunView.from_state(gw.get(f"/v1/runs/{run_id}"))
-    with Live(view.render(), console=console, refresh_per_second=8, transient=False) as live:
+    with Live(view.render(), console=out, refresh_per_second=8, transient=False) as live:
 
         def on_event(ev: dict[str, Any]) -> None:
             view.apply(ev)

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from duratask.telemetry import add_trace_ids
+
 _SECRET_MARKERS = ("api_key", "apikey", "authorization", "token", "secret", "password")
 
 
@@ -35,6 +37,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
+            add_trace_ids,  # the trace a line belongs to, when tracing is on
             _redact,
             renderer,
         ],

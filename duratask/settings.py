@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,27 @@ class ApiKey(BaseModel):
     groups: list[str] = Field(default_factory=list)
 
 
+class McpServerSettings(BaseModel):
+    """One MCP server duratask may call tools on (docs/mcp.md).
+
+    `stdio`: `command` + `args`, launched by the worker with `env` added to a minimal
+    environment. `http` (streamable HTTP): `url` + `headers`. Values in `env` and
+    `headers` are secrets: they never reach logs, errors or history.
+    """
+
+    transport: Literal["stdio", "http"] = "stdio"
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    # An HTTP server on a private/loopback address is refused (as for `http_request`)
+    # unless allow-listed here.
+    allow_private: bool = False
+    timeout_s: float = 60.0  # one tool call (the step's timeout still bounds the activity)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DURATASK_",
@@ -53,8 +75,14 @@ class Settings(BaseSettings):
     task_queue: str = "duratask"
     temporal_ui_url: str = "http://127.0.0.1:8233"
 
-    # Store
+    # Store: SQLite by default; `postgresql+asyncpg://user:pass@host/db` in production
+    # (the `postgres` extra). Pool settings apply to PostgreSQL only.
     database_url: str = f"sqlite+aiosqlite:///{STATE_DIR}/duratask.db"
+    database_pool_size: int = Field(default=5, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_pool_timeout_s: float = Field(default=30.0, gt=0)
+    database_connect_timeout_s: float = Field(default=10.0, gt=0)
+    database_pool_recycle_s: int = Field(default=1800, ge=-1)
 
     # Gateway
     host: str = "127.0.0.1"
@@ -130,6 +158,51 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = False
+
+    # Scale-out (duratask/peers.py): refuse to start when a live gateway or worker on
+    # the same store runs with other shared settings (task queue, namespace, keys)
+    check_peers: bool = True
+    peer_ttl_s: float = Field(default=60.0, gt=1)
+
+    # Encrypted payloads and the codec server (docs/security.md, "Encryption").
+    # `id1:base64key,id2:base64key`: AES-256 keys (32 bytes, base64); the first encrypts,
+    # all decrypt. Unset: payloads are stored as clear JSON.
+    encryption_keys: SecretStr | None = None
+    # Origins that may call /codec/* from a browser (the Temporal Web UI); empty: the
+    # origin of `temporal_ui_url`
+    codec_cors_origins: list[str] = Field(default_factory=list)
+    # A path secret for a Web UI that cannot forward a user's token (`duratask dev`
+    # sets one): /codec/ui/<secret>/decode answers without a bearer token
+    codec_ui_secret: SecretStr | None = None
+    codec_max_body_bytes: int = 8_000_000
+
+    # Observability (docs/observability.md): traces exported by OTLP/HTTP only when an
+    # endpoint is set (`tracing` turns spans on without exporting, for tests and tools);
+    # the worker's Prometheus metrics at `worker_metrics_address` (host:port) when set;
+    # the gateway's at /metrics when `gateway_metrics` is on
+    otlp_endpoint: str | None = None
+    tracing: bool = False
+    service_name: str = "duratask"
+    worker_metrics_address: str | None = None
+    gateway_metrics: bool = True
+    # Secure defaults (docs/security.md): serve with open auth on a non-loopback
+    # address only when this is set explicitly (`duratask gateway --insecure`)
+    insecure: bool = False
+
+    # Long runs (docs/runs.md#retries, #long-runs): attempts of one activity call that
+    # workers going away may cut short (not counted as retries) before the step fails;
+    # an interpreted run continues as new between steps once its history reaches this
+    # many events or bytes (or when Temporal suggests it), well below Temporal's limits
+    step_max_interruptions: int = 10
+    run_continue_as_new_history_events: int = 10_000
+    run_continue_as_new_history_bytes: int = 10_000_000
+
+    # MCP (docs/mcp.md): servers whose tools definitions may allow as
+    # `mcp:<server>/<tool>`, e.g. DURATASK_MCP_SERVERS='{"docs": {"transport": "http",
+    # "url": "https://..."}}'; listing a server's tools when a definition is saved is
+    # bounded by `mcp_list_timeout_s` (a server that cannot be listed does not block a save).
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    mcp_list_timeout_s: float = 10.0
 
     # Approvals and outbound requests (docs/security.md). The gateway signs every
     # approval decision with `approval_key` and the worker checks it (both need it;

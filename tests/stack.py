@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
+from tests.databases import new_database_url, test_db_kind
 from tests.helpers import APPROVAL_KEY
 from worker.main import build_worker
 
@@ -59,10 +60,10 @@ class Stack:
 
 def stack_settings(env: WorkflowEnvironment, task_queue: str, tmp: Path, **kw: Any) -> Settings:
     address = env.client.service_client.config.target_host
+    kw.setdefault("database_url", new_database_url(test_db_kind(), tmp))
     return Settings(
         temporal_address=address,
         task_queue=task_queue,
-        database_url=f"sqlite+aiosqlite:///{tmp}/duratask.db",
         http_allow_private=True,
         _env_file=None,  # type: ignore[call-arg]
         **{"approval_key": SecretStr(APPROVAL_KEY), **kw},

@@ -1,7 +1,8 @@
 """One way to connect to Temporal, used by the worker, the gateway, the CLI and tests.
 
 Every client carries the pydantic data converter, so run models cross the wire as
-the same pydantic models on both ends.
+the same pydantic models on both ends, sealed by the encryption codec when keys are
+set (duratask/codec.py), and the tracing interceptor when tracing is on.
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType as Indexed
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from duratask.codec import data_converter
 from duratask.settings import Settings
+from duratask.telemetry import client_interceptors
 from workflows.contracts import SEARCH_ATTRIBUTES
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """`runtime`: the worker passes its Prometheus runtime (duratask/telemetry.py)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
+        interceptors=client_interceptors(settings),
+        runtime=runtime or Runtime.default(),
     )
 
 

@@ -23,13 +23,19 @@ from activities.llm.activity import LlmActivities
 from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
+from activities.tools.mcp import McpActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
+from duratask.peers import PeerMismatch, joined
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
-from duratask.store.db import migrate
+from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
-from worker.client import connect
+from duratask.telemetry import runtime_for, tracing_on
+from worker.attempts import AttemptInterceptor
+from worker.client import connect, ensure_search_attributes
+from worker.run_metrics import RunMetricsInterceptor
 from workflows import proofs
 from workflows.run_workflow import TaskRunWorkflow
 
@@ -49,6 +55,7 @@ def activities_for(
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
     found = [llm.complete, tools.call, notify.notify]
+    found.append(McpActivities(settings).list_tools)  # MCP tool sources (docs/mcp.md)
     if store is not None:
         found.append(StoreActivities(store).resolve_bundle)
     return found
@@ -57,11 +64,13 @@ def activities_for(
 def worker_store(settings: Settings) -> DefinitionStore:
     """The store for the worker's store activities and schedule service (NullPool: no
     connection outlives its use, so a worker needs no store shutdown)."""
+    private_sqlite(settings.database_url)
     return DefinitionStore(create_async_engine(settings.database_url, poolclass=NullPool))
 
 
 def default_services(client: Client, store: DefinitionStore, settings: Settings) -> dict[str, Any]:
-    return {"schedules": ScheduleService(client, store, settings)}
+    # the scheduling tools act for the run's owner themselves (activities/tools/scheduling.py)
+    return {"schedules": ScheduleService(client, store, settings, SYSTEM)}
 
 
 def build_worker(
@@ -91,6 +100,9 @@ def build_worker(
             if activities is not None
             else activities_for(settings, registry, services, store)
         ),
+        # runs, tokens, cost (docs/observability.md); attempt numbers on results, failures
+        # and heartbeats (worker/attempts.py)
+        interceptors=[RunMetricsInterceptor(), AttemptInterceptor()],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
@@ -103,7 +115,13 @@ def build_worker(
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
-    client = await connect(settings)
+    client = await connect(settings, runtime=runtime_for(settings))
+    try:  # a fresh cluster (deploy/compose.yaml) has none of duratask's search attributes
+        added = await ensure_search_attributes(client, settings.namespace)
+        if added:
+            log.info("search attributes registered", added=added)
+    except Exception as e:  # e.g. no operator rights: an operator registers them instead
+        log.warning("could not register search attributes", error=str(e))
     store = worker_store(settings)
     await migrate(store.engine)
     worker = build_worker(client, settings, store=store)
@@ -114,17 +132,29 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
-    async with worker:
-        await stop.wait()
-        log.info("worker stopping", grace_s=settings.shutdown_grace_s)
+    async with joined(store.engine, settings, "worker"):
+        log.info(
+            "worker started",
+            task_queue=settings.task_queue,
+            address=settings.temporal_address,
+            metrics=settings.worker_metrics_address
+            and f"http://{settings.worker_metrics_address}/metrics",
+            tracing=tracing_on(settings),
+        )
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping", grace_s=settings.shutdown_grace_s)
     log.info("worker stopped")
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except PeerMismatch as e:
+        log.error("worker refuses to start", reason=str(e))
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ from temporalio import workflow
 from workflows import contracts
 from workflows.definition import LlmCallStep, ModelSpec
 from workflows.errors import StepFailure, fail
+from workflows.events import EventType
+from workflows.mcp_tools import McpToolSpec, tool_allowed
+from workflows.mcp_tools import servers as mcp_servers
 from workflows.models import (
     AgentCarry,
     AgentPlanItem,
@@ -42,14 +45,14 @@ from workflows.templates import render_text
 from workflows.tracker import clip
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 PLAN_TOOL = "plan"
 _PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
 
 
 class AgentLoop:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         carry = wf.inp.carry.agent if wf.inp.carry else None
         self.carry: AgentCarry | None = carry
@@ -59,11 +62,12 @@ class AgentLoop:
         self.turns_since_progress = carry.turns_since_progress if carry else 0
         self.conversations: dict[str, list[ChatMessage]] = {}
         self._calls_at_start = 0
+        self.mcp: list[McpToolSpec] = []  # the pinned MCP tools this step offers
 
     # ------------------------------------------------------------ signals
     def intervene(self, msg: Intervention) -> None:
         self.wf.tracker.emit(
-            "intervention.received",
+            EventType.INTERVENTION,
             self.wf.tracker.state.current_step,
             msg.message[:200],
             mode=msg.mode,
@@ -104,6 +108,7 @@ class AgentLoop:
         tools = self.wf.definition.tools if step.tools is None else step.tools
         limit = step.max_steps or self.wf.definition.limits.max_steps
         model = self.model_for(step)
+        self.mcp = await self.wf.pin_mcp_tools(step, tools) if mcp_servers(tools) else []
         while True:
             response, calls = await self._turn(step, model, messages, tools, calls, limit)
             extra = self._next_turn_message()
@@ -111,7 +116,7 @@ class AgentLoop:
                 return self._output(step, response)
             messages.append(ChatMessage(role="user", content=extra))
             self._publish(step, messages, calls)
-            self.wf.tracker.emit("agent.new_turn", step.id, extra[:200], model_calls=calls)
+            self.wf.tracker.emit(EventType.AGENT_NEW_TURN, step.id, extra[:200], model_calls=calls)
 
     def _next_turn_message(self) -> str | None:
         if self.steers:  # arrived as the turn finished: too late to steer it, so a new turn
@@ -206,6 +211,7 @@ class AgentLoop:
                 turn=turn,
                 max_output_bytes=self.wf.inp.config.max_output_bytes,
                 steers=steered,
+                tool_specs=self.mcp,
             )
             summary = f"{step.id}: {model.provider}/{model.name} turn {turn}"
             task = asyncio.ensure_future(
@@ -221,11 +227,11 @@ class AgentLoop:
             except (asyncio.CancelledError, StepFailure):
                 pass  # the cancelled call's outcome, whatever it was, is discarded
             steered += 1
-            tracker.emit("llm.steered", step.id, "model call cancelled by steer", turn=turn)
+            tracker.emit(EventType.LLM_STEERED, step.id, "model call cancelled by steer", turn=turn)
         tracker.step(step.id).usage.add(response.usage)
         tracker.state.usage.add(response.usage)
         tracker.emit(
-            "llm.completed",
+            EventType.LLM_COMPLETED,
             step.id,
             None,
             turn=turn,
@@ -243,13 +249,14 @@ class AgentLoop:
     async def _call_tool(
         self, step: LlmCallStep, call: ToolCall, turn: int, allowed: list[str]
     ) -> ToolResult:
-        if call.name not in allowed:
+        name = next((t.name for t in self.mcp if call.name == t.model_name), call.name)
+        if not tool_allowed(name, allowed):
             msg = f"tool '{call.name}' is not allowed for this step (allowed: {', '.join(allowed)})"
-            self.wf.tracker.emit("run.tool_completed", step.id, msg, tool=call.name, error=True)
+            self.wf.tracker.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=call.name, error=True)
             return ToolResult(error=msg)
         if call.name == PLAN_TOOL:
             return self._plan_tool(step, call, turn)
-        return await self.wf.call_tool(step, call.name, call.arguments, call_id=f"{turn}-{call.id}")
+        return await self.wf.call_tool(step, name, call.arguments, call_id=f"{turn}-{call.id}")
 
     # ------------------------------------------------------------ plan tracking
     def _plan_tool(self, step: LlmCallStep, call: ToolCall, turn: int) -> ToolResult:
@@ -304,7 +311,7 @@ class AgentLoop:
             return
         completed = sum(1 for i in state.agent_plan if i.done)
         self.wf.tracker.emit(
-            "plan.updated",
+            EventType.PLAN_UPDATED,
             step.id,
             f"plan: {completed}/{len(state.agent_plan)} done",
             items=[i.model_dump() for i in state.agent_plan],
@@ -329,7 +336,7 @@ class AgentLoop:
             f"Focus on step {pending.number}: {pending.text}"
         )
         self.wf.tracker.emit(
-            "drift.alert",
+            EventType.DRIFT_ALERT,
             step.id,
             f"no plan progress in {self.turns_since_progress} turns",
             turns=self.turns_since_progress,

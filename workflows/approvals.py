@@ -31,6 +31,7 @@ from workflows import contracts, proofs
 from workflows.definition import ApprovalStep
 from workflows.durations import parse_duration
 from workflows.errors import fail
+from workflows.events import EventType
 from workflows.models import (
     ApprovalDecision,
     ApprovalOutcome,
@@ -41,7 +42,7 @@ from workflows.models import (
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
 NOTIFY_TIMEOUT = timedelta(minutes=1)
@@ -113,7 +114,7 @@ class _Pending:
 
 
 class Approvals:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         self.pending: _Pending | None = None
         self.nonces: list[str] = []  # proofs already used in this run (no replays)
@@ -183,7 +184,7 @@ class Approvals:
         elif p is not None and found[0] == contracts.E_APPROVAL_CONFLICT and not p.done:
             key = normalise(decision.approver)
             self.wf.tracker.emit(
-                "approval.duplicate",
+                EventType.APPROVAL_DUPLICATE,
                 p.step.id,
                 f"'{decision.approver}' already decided this step; counted once",
                 approver=decision.approver,
@@ -204,7 +205,9 @@ class Approvals:
             "time": workflow.now().isoformat(),
         }
         p.votes[normalise(who)] = vote
-        self.wf.tracker.emit("approval.vote", p.step.id, f"{who}: {vote['decision']}", **vote)
+        self.wf.tracker.emit(
+            EventType.APPROVAL_VOTE, p.step.id, f"{who}: {vote['decision']}", **vote
+        )
         self.wf.tracker.state.pending_approvals = [p.public()]
         workflow.upsert_memo({MEMO_KEY: p.memo()})
 
@@ -226,7 +229,7 @@ class Approvals:
         key = normalise(who)
         if key in p.votes:
             self.wf.tracker.emit(
-                "approval.duplicate",
+                EventType.APPROVAL_DUPLICATE,
                 p.step.id,
                 f"'{who}' already decided this step; counted once",
                 approver=who,
@@ -238,7 +241,7 @@ class Approvals:
 
     def _refuse(self, decision: ApprovalDecision, step_id: str | None, reason: str) -> None:
         self.wf.tracker.emit(
-            "approval.refused",
+            EventType.APPROVAL_REFUSED,
             step_id,
             reason,
             approver=decision.approver,
@@ -275,7 +278,7 @@ class Approvals:
         t.state.pending_approvals = [p.public()]
         workflow.upsert_memo({MEMO_KEY: p.memo()})
         t.emit(
-            "run.awaiting_approval",
+            EventType.AWAITING_APPROVAL,
             p.step.id,
             p.prompt or f"step '{p.step.id}' waits for approval",
             approvers=list(p.step.approvers),
@@ -315,7 +318,7 @@ class Approvals:
         p.reminders += 1
         waiting = ", ".join(p.step.approvers)
         self.wf.tracker.emit(
-            "approval.reminder",
+            EventType.APPROVAL_REMINDER,
             p.step.id,
             f"reminder {p.reminders}: step '{p.step.id}' still waits for {waiting}",
             reminder=p.reminders,
@@ -350,7 +353,7 @@ class Approvals:
             )
         except Exception as e:  # ActivityError; cancellation (BaseException) passes through
             self.wf.tracker.emit(
-                "approval.notify_failed", p.step.id, f"could not notify approvers: {e}"
+                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {e}"
             )
 
     # ------------------------------------------------------------ the outcome
@@ -377,7 +380,7 @@ class Approvals:
         }
         message = self._describe(p, out)
         self.wf.tracker.emit(
-            "approval.decided",
+            EventType.APPROVAL_DECIDED,
             step.id,
             message,
             decision=decision,

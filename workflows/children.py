@@ -33,6 +33,7 @@ from workflows.definition import (
     TaskDefinition,
 )
 from workflows.errors import StepFailure, fail
+from workflows.events import EventType
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     BundledDefinition,
@@ -51,7 +52,7 @@ from workflows.models import (
 from workflows.templates import render_value
 
 if TYPE_CHECKING:
-    from workflows.run_workflow import TaskRunWorkflow
+    from workflows.host import RunHost
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _STEP_REF = re.compile(r"steps\s*(?:\.\s*|\[\s*[\"'])([A-Za-z_][A-Za-z0-9_-]*)")
@@ -77,12 +78,10 @@ class _Outcome:
 
 
 class Children:
-    def __init__(self, wf: TaskRunWorkflow) -> None:
+    def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         self.running: dict[str, workflow.ChildWorkflowHandle[Any, RunState]] = {}
         self.stopping: set[str] = set()  # children this run cancels itself (fail_fast)
-        # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
-        wf.outputs.update(wf.inp.parent_outputs)
 
     async def run(self, step: SubTaskStep | ParallelStep) -> tuple[Any, bool, str | None]:
         if isinstance(step, SubTaskStep):
@@ -325,6 +324,7 @@ class Children:
             ) from None
         return RunMeta(
             owner=owner or self.wf.tracker.state.owner,
+            team=parent.team,
             priority=prio,
             trigger=Trigger.subtask,
             parent_run_id=self.wf.tracker.state.run_id,
@@ -374,7 +374,7 @@ class Children:
             return outcome
         child.status = RunStatus.running
         t.emit(
-            "child.started",
+            EventType.CHILD_STARTED,
             step_id,
             f"{spec.label} started as {spec.run_id}",
             run_id=spec.run_id,
@@ -432,6 +432,8 @@ class Children:
         ]
         if meta.owner:
             attrs.append(SearchAttributePair(contracts.SA_OWNER, meta.owner))
+        if meta.team:  # only runs started with a team (none before teams existed)
+            attrs.append(SearchAttributePair(contracts.SA_TEAM, meta.team))
         return await workflow.start_child_workflow(
             type(self.wf).run,
             spec.inp,
@@ -449,7 +451,7 @@ class Children:
         self.running.pop(spec.run_id, None)
         self.wf.tracker.refresh_details()
         self.wf.tracker.emit(
-            "child.completed",
+            EventType.CHILD_COMPLETED,
             step_id,
             f"{spec.label} ({spec.run_id}) {child.status.value}",
             run_id=spec.run_id,

@@ -13,6 +13,7 @@ from temporalio.common import SearchAttributeKey
 # Activities (implemented in activities/, called by name from workflows/)
 LLM_ACTIVITY = "duratask.llm.complete"
 TOOL_ACTIVITY = "duratask.tool.call"
+MCP_LIST_ACTIVITY = "duratask.mcp.list_tools"
 NOTIFY_ACTIVITY = "duratask.notify"
 RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
 
@@ -20,6 +21,7 @@ RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
 SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")
 SA_STATUS = SearchAttributeKey.for_keyword("DurataskStatus")
 SA_OWNER = SearchAttributeKey.for_keyword("DurataskOwner")
+SA_TEAM = SearchAttributeKey.for_keyword("DurataskTeam")  # the owner's team (docs/security.md)
 SA_TRIGGER = SearchAttributeKey.for_keyword("DurataskTrigger")
 SA_PRIORITY = SearchAttributeKey.for_keyword("DurataskPriority")
 SA_PARENT = SearchAttributeKey.for_keyword("DurataskParent")
@@ -41,6 +43,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_TOKENS,
     SA_COST,
     SA_DURATION_MS,
+    SA_TEAM,
 ]
 
 # Error codes (RunError.code / ApplicationError.type)
@@ -55,6 +58,11 @@ E_CANCELLED = "CANCELLED"
 E_REJECTED = "REJECTED"
 E_DEFINITION_NOT_FOUND = "DEFINITION_NOT_FOUND"
 E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
+# The attempt ended because its worker went away (shutdown, or lost: heartbeat timeout);
+# not a failure of the work, so not counted against the step's retries (workflows/retries.py)
+E_WORKER_SHUTDOWN = "WorkerShutdown"
+HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
+E_WORKER_LOST = "WORKER_LOST"
 
 # Why a `decide` update was refused (ApplicationError.type): the gateway maps them
 # to 409, 403 and 422.

@@ -10,48 +10,70 @@ or removing it never changes the command sequence that replay checks.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowTopicHandle
+if TYPE_CHECKING:  # kept out of the import path of the CLI, which reads the names only
+    from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowTopicHandle
 
-from workflows.models import RunEvent
+    from workflows.models import RunEvent
 
 TOPIC = "events"
 
-# The event types of the stream (docs/events.md describes each). The tracker, approvals.py,
-# children.py and agent.py emit them through `RunTracker.emit` under these names.
-RUN_CREATED = "run.created"
-RUN_SCHEDULED = "run.scheduled"
-RUN_QUEUED = "run.queued"
-RUN_STARTED = "run.started"
-STEP_STARTED = "step.started"
-STEP_COMPLETED = "step.completed"
-STEP_FAILED = "step.failed"
-STEP_SKIPPED = "step.skipped"
-TOOL_REQUESTED = "run.tool_requested"
-TOOL_COMPLETED = "run.tool_completed"
-LLM_DELTA = "llm.delta"
-LLM_RETRY = "llm.retry"
-LLM_COMPLETED = "llm.completed"
-AWAITING_APPROVAL = "run.awaiting_approval"
-APPROVAL_DECIDED = "approval.decided"
-INTERVENTION = "intervention.received"
-COMMENT = "run.comment"
-PLAN_UPDATED = "plan.updated"
-DRIFT_ALERT = "drift.alert"
-PROGRESS = "progress"
-CHILD_STARTED = "child.started"
-CHILD_COMPLETED = "child.completed"
-RUN_COMPLETED = "run.completed"
-RUN_FAILED = "run.failed"
-RUN_CANCELLED = "run.cancelled"
 
-TERMINAL = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED})
+class EventType(StrEnum):
+    """Every event type of the run's stream (docs/events.md describes each).
+
+    The tracker, the step helpers (agent, approvals, children) and the LLM activity emit
+    only these; the gateway, the CLI and the benchmarks compare against them. A `StrEnum`
+    so a member equals its wire string and old histories (plain strings) read the same.
+    """
+
+    RUN_CREATED = "run.created"
+    RUN_SCHEDULED = "run.scheduled"
+    RUN_QUEUED = "run.queued"
+    RUN_STARTED = "run.started"
+    RUN_PRIORITY_CHANGED = "run.priority_changed"
+    RUN_CANCEL_REQUESTED = "run.cancel_requested"
+    RUN_CONTINUED_AS_NEW = "run.continued_as_new"
+    RUN_COMMENT = "run.comment"
+    STEP_STARTED = "step.started"
+    STEP_COMPLETED = "step.completed"
+    STEP_FAILED = "step.failed"
+    STEP_SKIPPED = "step.skipped"
+    STEP_BRANCH = "step.branch"
+    STEP_INTERRUPTED = "step.interrupted"
+    TOOL_REQUESTED = "run.tool_requested"
+    TOOL_COMPLETED = "run.tool_completed"
+    LLM_DELTA = "llm.delta"
+    LLM_RETRY = "llm.retry"
+    LLM_STEERED = "llm.steered"
+    LLM_COMPLETED = "llm.completed"
+    AGENT_NEW_TURN = "agent.new_turn"
+    INTERVENTION = "intervention.received"
+    PLAN_UPDATED = "plan.updated"
+    DRIFT_ALERT = "drift.alert"
+    PROGRESS = "progress"
+    AWAITING_APPROVAL = "run.awaiting_approval"
+    APPROVAL_VOTE = "approval.vote"
+    APPROVAL_DUPLICATE = "approval.duplicate"
+    APPROVAL_REFUSED = "approval.refused"
+    APPROVAL_REMINDER = "approval.reminder"
+    APPROVAL_NOTIFY_FAILED = "approval.notify_failed"
+    APPROVAL_DECIDED = "approval.decided"
+    CHILD_STARTED = "child.started"
+    CHILD_COMPLETED = "child.completed"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+    RUN_CANCELLED = "run.cancelled"
+
+
+TERMINAL = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
 
 
 def wire(
     run_id: str,
-    type: str,
+    type: EventType | str,
     time: datetime,
     step_id: str | None = None,
     message: str | None = None,
@@ -59,7 +81,7 @@ def wire(
 ) -> dict[str, Any]:
     """One stream item as published: JSON-ready; the offset is the stream's, added on read."""
     return {
-        "type": type,
+        "type": str(type),
         "time": time.isoformat(),
         "run_id": run_id,
         "step_id": step_id,

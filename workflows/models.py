@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
 from workflows.definition import ModelSpec, TaskDefinition
+from workflows.mcp_tools import McpToolSpec
 
 
 class _Model(BaseModel):
@@ -87,6 +88,7 @@ class DefinitionBundle(_Model):
 
 class RunMeta(_Model):
     owner: str | None = None
+    team: str | None = None  # one of the owner's groups: the team shares the run
     priority: Priority = Priority.normal
     trigger: Trigger = Trigger.api
     schedule_id: str | None = None
@@ -120,6 +122,12 @@ class RunConfig(_Model):
     max_conversation_chars: int = 2000
     # stream items carried across a continue-as-new (older ones stay in `RunState.events`)
     stream_carry_limit: int = 1000
+    # attempts of one activity call that workers going away may cut short before the
+    # step fails with WORKER_LOST (they do not use the step's retry budget)
+    max_interruptions: int = 10
+    # an interpreted run continues as new between steps past this history length / size
+    continue_as_new_history_events: int = 10_000
+    continue_as_new_history_bytes: int = 10_000_000
 
 
 class AgentCarry(_Model):
@@ -143,6 +151,12 @@ class RunCarry(_Model):
     inputs: dict[str, Any] = Field(default_factory=dict)
     current_step: str
     agent: AgentCarry | None = None
+    # continued between steps: `current_step` has not started yet (else it is resumed)
+    between_steps: bool = False
+    # steps executed so far, against `limits.max_steps`; the run state's output budget
+    executed: int = 0
+    output_bytes: int = 0
+    step_durations: list[int] = Field(default_factory=list)
 
 
 class RunInput(_Model):
@@ -230,7 +244,11 @@ class StepState(_Model):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     duration_ms: int | None = None
+    # activity attempts Temporal ran for this step (its executions plus their retries);
+    # `interruptions`: how many of them a worker shutdown or loss cut short (not counted
+    # against the step's retry budget, see workflows/retries.py)
     attempts: int = 0
+    interruptions: int = 0
     output: Any = None
     truncated: bool = False
     error: RunError | None = None
@@ -292,6 +310,7 @@ class RunState(_Model):
     children: list[ChildRun] = Field(default_factory=list)
     # metadata
     owner: str | None = None
+    team: str | None = None
     priority: Priority = Priority.normal
     trigger: Trigger = Trigger.api
     schedule_id: str | None = None
@@ -310,6 +329,10 @@ class RunState(_Model):
     temporal_ui_url: str | None = None
     # where the run came from (RunMeta.source: chat conversation/message ids, a url, ...)
     source: dict[str, str] = Field(default_factory=dict)
+    # MCP tools pinned when the run first needed them (docs/mcp.md): later turns, a
+    # continue-as-new and a replay all offer the model exactly these
+    mcp_tools: list[McpToolSpec] = Field(default_factory=list)
+    mcp_listed: list[str] = Field(default_factory=list)  # the servers already listed
 
     def step(self, step_id: str) -> StepState:
         for s in self.steps:
@@ -328,6 +351,7 @@ class CancelRequest(_Model):
 
 class PriorityChange(_Model):
     priority: Priority
+    by: str | None = None  # who changed it (recorded in the run's events)
 
 
 class ApprovalProof(_Model):
@@ -404,9 +428,11 @@ class LlmRequest(_Model):
     turn: int = 0
     max_output_bytes: int = 256_000
     steers: int = 0  # how many times a steer restarted this call
+    tool_specs: list[McpToolSpec] = Field(default_factory=list)  # pinned MCP tools offered
 
 
 class LlmResponse(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
@@ -427,9 +453,20 @@ class ToolRequest(_Model):
 
 
 class ToolResult(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     output: Any = None
     error: str | None = None
     truncated: bool = False
+
+
+class McpListRequest(_Model):
+    run_id: str
+    step_id: str
+    servers: list[str]
+
+
+class McpListResult(_Model):
+    tools: list[McpToolSpec] = Field(default_factory=list)
 
 
 class NotifyRequest(_Model):
@@ -442,6 +479,7 @@ class NotifyRequest(_Model):
 
 
 class NotifyResult(_Model):
+    attempt: int = 1  # the activity attempt that produced it (set by the worker)
     delivered: list[str] = Field(default_factory=list)
 
 

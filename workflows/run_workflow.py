@@ -19,7 +19,7 @@ from temporalio.contrib.workflow_streams import WorkflowStream
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import contracts
+    from workflows import contracts, retries
     from workflows.agent import AgentLoop
     from workflows.approvals import Approvals
     from workflows.children import Children
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         LlmCallStep,
         NotifyStep,
         ParallelStep,
-        RetrySpec,
         Step,
         SubTaskStep,
         TaskDefinition,
@@ -39,10 +38,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.durations import parse_duration
     from workflows.errors import StepFailure, fail, from_exception
-    from workflows.events import StreamPublisher
+    from workflows.events import EventType, StreamPublisher
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
     from workflows.graph import default_next
     from workflows.inputs import InputError, resolve_inputs
+    from workflows.mcp_tools import McpToolSpec, is_mcp, tool_allowed
+    from workflows.mcp_tools import servers as mcp_servers
     from workflows.models import (
         AgentCarry,
         ApprovalDecision,
@@ -50,6 +51,8 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         DefinitionBundle,
         Intervention,
+        McpListRequest,
+        McpListResult,
         NotifyRequest,
         NotifyResult,
         PriorityChange,
@@ -74,6 +77,9 @@ DEFAULT_TIMEOUTS = {
 }
 HEARTBEAT = timedelta(seconds=10)
 COMMENT_PREVIEW = 500  # characters of a comment kept in the run's events
+# workflow.patched ids (docs/development.md, "Changing workflow code")
+PATCH_INTERRUPTIONS = "worker-interruptions-not-counted"
+PATCH_CAN_BETWEEN_STEPS = "continue-as-new-between-steps"
 
 
 @workflow.defn(name="TaskRunWorkflow", failure_exception_types=[ExpressionError, InputError])
@@ -88,19 +94,28 @@ class TaskRunWorkflow:
         self.events = StreamPublisher(self.stream, self.tracker.state.run_id)
         self.tracker.sinks.append(self.events)
         self.priority = inp.meta.priority
-        self.outputs: dict[str, dict[str, Any]] = {}
+        # an inline branch sees the outputs of its parent's earlier steps as `steps.<id>`
+        self.outputs: dict[str, dict[str, Any]] = dict(inp.parent_outputs)
         self.executions: dict[str, int] = {}
         self.agent = AgentLoop(self)
         self.children = Children(self)
         self.approvals = Approvals(self)
         # continue-as-new: pick up where the previous execution stopped
-        self.resume_step: str | None = None
+        self.resume_step: str | None = None  # continued in the middle of this step
+        self.next_step: str | None = None  # continued before this step
+        self.executed = 0  # steps executed, across executions (limits.max_steps)
         if inp.carry is not None:
-            self.tracker.state = inp.carry.state
-            self.outputs = inp.carry.outputs
-            self.executions = inp.carry.executions
-            self.inputs = inp.carry.inputs
-            self.resume_step = inp.carry.current_step
+            carry = inp.carry
+            self.tracker.state = carry.state
+            self.tracker.resume(carry.output_bytes, carry.step_durations)
+            self.outputs = carry.outputs
+            self.executions = carry.executions
+            self.inputs = carry.inputs
+            self.executed = carry.executed
+            if carry.between_steps:
+                self.next_step = carry.current_step
+            else:
+                self.resume_step = carry.current_step
 
     # ------------------------------------------------------------ queries, signals
     @workflow.query
@@ -111,7 +126,7 @@ class TaskRunWorkflow:
     def request_cancel(self, req: CancelRequest) -> None:
         """Sent just before a cancel so the reason and who asked are recorded."""
         self.tracker.state.cancel_reason = req.reason or None
-        self.tracker.emit("run.cancel_requested", None, req.reason, by=req.requested_by)
+        self.tracker.emit(EventType.RUN_CANCEL_REQUESTED, None, req.reason, by=req.requested_by)
         self.children.forward_cancel(req)
 
     @workflow.signal
@@ -120,7 +135,7 @@ class TaskRunWorkflow:
         self.priority = change.priority
         self.tracker.state.priority = change.priority
         workflow.upsert_search_attributes([contracts.SA_PRIORITY.value_set(change.priority.value)])
-        self.tracker.emit("run.priority_changed", None, change.priority.value)
+        self.tracker.emit(EventType.RUN_PRIORITY_CHANGED, None, change.priority.value, by=change.by)
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:
@@ -146,7 +161,7 @@ class TaskRunWorkflow:
         body = clip(c.body, COMMENT_PREVIEW)
         who = f"{c.author} -> {c.to}" if c.kind == "handoff" else c.author
         self.tracker.emit(
-            "run.comment", self.tracker.state.current_step, f"{c.kind} by {who}",
+            EventType.RUN_COMMENT, self.tracker.state.current_step, f"{c.kind} by {who}",
             kind=c.kind, author=c.author, body=body, to=c.to, comment_id=c.comment_id,
         )  # fmt: skip
 
@@ -156,7 +171,7 @@ class TaskRunWorkflow:
         if inp.bundle is None:
             inp = await self._resolve_bundle(inp)
         t = self.tracker
-        if self.resume_step is None:
+        if inp.carry is None:
             t.started()
         timeout = self.definition.limits.timeout
         try:
@@ -184,7 +199,7 @@ class TaskRunWorkflow:
             self._cancelled()
             raise
         t.finish(RunStatus.completed)
-        t.emit("run.completed", None, "run completed")
+        t.emit(EventType.RUN_COMPLETED, None, "run completed")
         return t.state
 
     async def _resolve_bundle(self, inp: RunInput) -> RunInput:
@@ -213,7 +228,7 @@ class TaskRunWorkflow:
         if error.step_id and t.step(error.step_id).status == "running":
             t.step_failed(error.step_id, error)
         t.finish(RunStatus.failed, error)
-        t.emit("run.failed", error.step_id, error.message, code=error.code)
+        t.emit(EventType.RUN_FAILED, error.step_id, error.message, code=error.code)
         raise ApplicationError(
             error.message,
             t.state.model_dump(mode="json"),
@@ -230,28 +245,44 @@ class TaskRunWorkflow:
             RunStatus.cancelled,
             RunError(code=contracts.E_CANCELLED, message=reason, step_id=t.state.current_step),
         )
-        t.emit("run.cancelled", None, reason)
+        t.emit(EventType.RUN_CANCELLED, None, reason)
 
     async def _walk(self) -> None:
         steps = self.definition.steps
         index = {s.id: i for i, s in enumerate(steps)}
-        current = self.resume_step or steps[0].id
-        executed = 0
+        current = self.resume_step or self.next_step or steps[0].id
         limit = self.definition.limits.max_steps
+        first = True
         while current != END:
-            executed += 1
-            if executed > limit:
+            counted = current != self.resume_step  # a resumed step was counted before
+            if counted and self.executed >= limit:
                 raise fail(
                     contracts.E_MAX_STEPS,
                     f"the run executed more than limits.max_steps={limit} steps",
                     current,
                 )
+            if not first and self._history_is_long():
+                await self.continue_as_new(next_step=current)
+            first = False
+            if counted:
+                self.executed += 1
             step = steps[index[current]]
             current = await self._run_step(step, index[current])
         for s in steps:
             self.tracker.step_skipped(s.id, "not on the path taken")
         last = self._last_output()
         self.tracker.state.result = last
+
+    def _history_is_long(self) -> bool:
+        """Time to continue as new (between two steps): docs/runs.md#long-runs."""
+        info = workflow.info()
+        cfg = self.inp.config
+        long = (
+            info.get_current_history_length() >= cfg.continue_as_new_history_events
+            or info.get_current_history_size() >= cfg.continue_as_new_history_bytes
+            or info.is_continue_as_new_suggested()
+        )
+        return long and workflow.patched(PATCH_CAN_BETWEEN_STEPS)
 
     def _last_output(self) -> Any:
         for s in reversed(self.tracker.state.steps):
@@ -339,7 +370,9 @@ class TaskRunWorkflow:
         i = next(k for k, s in enumerate(steps) if s.id == step.id)
         fallthrough = steps[i + 1].id if i + 1 < len(steps) else END
         target = step.then if result else (step.else_ or fallthrough)
-        self.tracker.emit("step.branch", step.id, f"condition {result} -> {target}", taken=target)
+        self.tracker.emit(
+            EventType.STEP_BRANCH, step.id, f"condition {result} -> {target}", taken=target
+        )
         return {"result": result, "next": target}, False, target
 
     async def _wait(self, step: WaitStep) -> Any:
@@ -381,17 +414,21 @@ class TaskRunWorkflow:
         )
         return {"message": message, "delivered": res.delivered}
 
-    async def continue_as_new(self, agent: AgentCarry | None = None) -> NoReturn:
+    async def continue_as_new(
+        self, agent: AgentCarry | None = None, next_step: str | None = None
+    ) -> NoReturn:
         """Go on in a fresh execution (same workflow id), carrying the whole run along.
 
-        The event stream goes too: its pollers are released first (watchers follow the
-        run into the new execution and resume at their offset), and only its latest
-        `config.stream_carry_limit` items are carried so the new history starts small.
+        Mid-step (the agent loop, `agent`): the step is resumed. Between steps
+        (`next_step`): that step starts in the new execution. The event stream goes too:
+        its pollers are released first (watchers follow the run into the new execution
+        and resume at their offset), and only its latest `config.stream_carry_limit`
+        items are carried so the new history starts small.
         """
         t = self.tracker
-        step_id = t.state.current_step or ""
+        step_id = next_step or t.state.current_step or ""
         count = t.state.continued_as_new + 1
-        t.emit("run.continued_as_new", step_id, "history compacted: continuing as new",
+        t.emit(EventType.RUN_CONTINUED_AS_NEW, step_id, "history compacted: continuing as new",
                execution=count + 1)  # fmt: skip
         state = t.state.model_copy(update={"continued_as_new": count})
         carry = RunCarry(
@@ -401,6 +438,10 @@ class TaskRunWorkflow:
             inputs=getattr(self, "inputs", self.inp.input),
             current_step=step_id,
             agent=agent,
+            between_steps=next_step is not None,
+            executed=self.executed,
+            output_bytes=t.output_bytes,
+            step_durations=t.step_durations,
         )
         self.stream.detach_pollers()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -423,10 +464,10 @@ class TaskRunWorkflow:
     ) -> ToolResult:
         t = self.tracker
         allowed = self.definition.tools
-        t.emit("run.tool_requested", step.id, f"tool {tool}", tool=tool, call_id=call_id)
-        if tool not in allowed:
+        t.emit(EventType.TOOL_REQUESTED, step.id, f"tool {tool}", tool=tool, call_id=call_id)
+        if not tool_allowed(tool, allowed):
             msg = f"tool '{tool}' is not allowed in this task (allowed: {', '.join(allowed) or 'none'})"
-            t.emit("run.tool_completed", step.id, msg, tool=tool, call_id=call_id, error=True)
+            t.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=tool, call_id=call_id, error=True)
             return ToolResult(error=msg)
         req = ToolRequest(
             run_id=t.state.run_id,
@@ -438,11 +479,10 @@ class TaskRunWorkflow:
             owner=t.state.owner,
             max_output_bytes=self.inp.config.max_output_bytes,
         )
-        result = await self.activity(
-            contracts.TOOL_ACTIVITY, req, ToolResult, step, f"{step.id}: tool {tool}"
-        )
+        summary = f"{step.id}: {tool}" if is_mcp(tool) else f"{step.id}: tool {tool}"
+        result = await self.activity(contracts.TOOL_ACTIVITY, req, ToolResult, step, summary)
         t.emit(
-            "run.tool_completed",
+            EventType.TOOL_COMPLETED,
             step.id,
             f"tool {tool} {'failed' if result.error else 'done'}",
             tool=tool,
@@ -451,43 +491,96 @@ class TaskRunWorkflow:
         )
         return result
 
+    async def pin_mcp_tools(self, step: Step, allowed: list[str]) -> list[McpToolSpec]:
+        """The MCP tools `allowed` offers, listing each server once per run (an activity)
+        and keeping the result in the run state, so every later turn, a continue-as-new
+        and a replay see the same tools."""
+        state = self.tracker.state
+        missing = [s for s in mcp_servers(allowed) if s not in state.mcp_listed]
+        if missing:
+            req = McpListRequest(run_id=state.run_id, step_id=step.id, servers=missing)
+            listed: McpListResult = await self.activity(
+                contracts.MCP_LIST_ACTIVITY,
+                req,
+                McpListResult,
+                step,
+                f"{step.id}: list tools of mcp:{', mcp:'.join(missing)}",
+            )
+            # only what the definition allows is kept: a big server's other tools
+            # would only weigh on the run state
+            kept = [t for t in listed.tools if tool_allowed(t.name, self.definition.tools)]
+            state.mcp_tools = state.mcp_tools + kept
+            state.mcp_listed = state.mcp_listed + missing
+        return [t for t in state.mcp_tools if tool_allowed(t.name, allowed)]
+
     async def activity(
         self, name: str, arg: Any, result_type: type, step: Step, summary: str
     ) -> Any:
+        """Run one activity for `step`: its timeout and retry budget, and a worker going
+        away (shutdown, kill) rescheduled without using that budget (workflows/retries.py)."""
         timeout = (
             parse_duration(step.timeout)
             if step.timeout is not None
             else DEFAULT_TIMEOUTS.get(step.action, timedelta(minutes=5))
         )
-        try:
-            return await workflow.execute_activity(
-                name,
-                arg,
-                result_type=result_type,
-                start_to_close_timeout=timeout,
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=_retry_policy(step.retry, step.action),
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                summary=summary[:200],
-                priority=self.temporal_priority(),
+        interruptible = workflow.patched(PATCH_INTERRUPTIONS)
+        budget = (step.retry or retries.default_spec(step.action)).max_attempts
+        used = 0  # attempts of the work that failed, across reschedulings
+        interrupted = 0
+        state = self.tracker.step(step.id)
+        while True:
+            try:
+                result = await workflow.execute_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=timeout,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=retries.retry_policy(step.retry, step.action, used, interruptible),
+                    cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                    summary=summary[:200],
+                    priority=self.temporal_priority(),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # ActivityError: map to the step's structured error
+                if is_cancelled_exception(e):  # the run was cancelled while the activity ran
+                    raise asyncio.CancelledError(str(e)) from None
+                at = retries.interrupted_at(e) if interruptible else None
+                if at is None:
+                    if interruptible:
+                        state.attempts += retries.failed_at(e, max(1, budget - used)) - 1
+                    raise StepFailure(from_exception(e, step.id)) from None
+                # the worker went away: earlier attempts of this scheduling failed for real
+                used += max(at - 1, 0)
+                interrupted += 1
+                state.attempts += max(at, 1)
+                state.interruptions += 1
+                self._interrupted(step, arg, e, interrupted)
+                continue
+            if interruptible:
+                state.attempts += max(getattr(result, "attempt", 1), 1) - 1
+            return result
+
+    def _interrupted(self, step: Step, arg: Any, err: Exception, count: int) -> None:
+        cap = self.inp.config.max_interruptions
+        cause = err.cause if isinstance(err, ActivityError) else None
+        reason = (
+            "worker shut down"
+            if isinstance(cause, ApplicationError)
+            else "worker lost (heartbeat timeout)"
+        )
+        if count > cap:
+            raise fail(
+                contracts.E_WORKER_LOST,
+                f"workers went away {count} times while this step ran (limit {cap}); last: {reason}",
+                step.id,
             )
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:  # ActivityError: map to the step's structured error
-            if is_cancelled_exception(e):  # the run was cancelled while the activity ran
-                raise asyncio.CancelledError(str(e)) from None
-            raise StepFailure(from_exception(e, step.id)) from None
+        self.tracker.emit(EventType.STEP_INTERRUPTED, step.id, f"{reason}: running it again",
+                          interruptions=count)  # fmt: skip
+        if step.action == "llm_call":  # watchers drop the text streamed so far
+            self.tracker.emit(EventType.LLM_RETRY, step.id, reason, attempt=1,
+                              turn=getattr(arg, "turn", None))  # fmt: skip
 
     def temporal_priority(self) -> Priority:
         return Priority(priority_key=self.priority.key, fairness_key=self.tracker.state.owner)
-
-
-def _retry_policy(spec: RetrySpec | None, action: str) -> RetryPolicy:
-    spec = spec or RetrySpec(max_attempts=5 if action == "llm_call" else 3)
-    return RetryPolicy(
-        maximum_attempts=spec.max_attempts,
-        initial_interval=parse_duration(spec.initial_interval),
-        backoff_coefficient=spec.backoff,
-        maximum_interval=parse_duration(spec.max_interval),
-        non_retryable_error_types=["NonRetryable", "ToolNotAllowed", "InvalidArguments"],
-    )

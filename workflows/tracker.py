@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import workflow
 
 from workflows import contracts
+from workflows.events import EventType
 from workflows.models import (
     PlanItem,
     RunError,
@@ -45,6 +46,7 @@ class RunTracker:
     def __init__(self, run_id: str, inp: RunInput) -> None:
         root = pending_bundle(inp).root
         self.max_events = inp.config.max_events
+        self.created_by = inp.meta.created_by
         self.sinks: list[EventSink] = []
         self.state = RunState(
             run_id=run_id,
@@ -57,6 +59,7 @@ class RunTracker:
             ],
             plan=[PlanItem(step_id=s.id, label=s.title) for s in root.definition.steps],
             owner=inp.meta.owner,
+            team=inp.meta.team,
             priority=inp.meta.priority,
             trigger=inp.meta.trigger,
             schedule_id=inp.meta.schedule_id,
@@ -68,13 +71,18 @@ class RunTracker:
             scheduled_for=inp.meta.scheduled_for,
             source=dict(inp.meta.source),
         )
-        self._step_durations: list[int] = []
-        self._output_bytes = 0
+        self.step_durations: list[int] = []
+        self.output_bytes = 0  # of step outputs kept in the state (STATE_OUTPUT_BUDGET)
+
+    def resume(self, output_bytes: int, step_durations: list[int]) -> None:
+        """Continue-as-new: the budgets spent by the earlier executions."""
+        self.output_bytes = output_bytes
+        self.step_durations = list(step_durations)
 
     # ------------------------------------------------------------ events
     def emit(
         self,
-        type: str,
+        type: EventType,
         step_id: str | None = None,
         message: str | None = None,
         *,
@@ -82,7 +90,7 @@ class RunTracker:
         **data: Any,
     ) -> RunEvent:
         event = RunEvent(
-            type=type, time=at or workflow.now(), step_id=step_id, message=message, data=data
+            type=type.value, time=at or workflow.now(), step_id=step_id, message=message, data=data
         )
         events = self.state.events
         events.append(event)
@@ -103,14 +111,20 @@ class RunTracker:
     def started(self) -> None:
         st = self.state
         created = st.created_at or workflow.info().start_time
-        self.emit("run.created", message="run created", at=created, trigger=st.trigger.value)
+        self.emit(
+            EventType.RUN_CREATED,
+            message="run created",
+            at=created,
+            trigger=st.trigger.value,
+            by=self.created_by,
+        )
         if st.scheduled_for:
-            self.emit("run.scheduled", message="run scheduled", at=created,
+            self.emit(EventType.RUN_SCHEDULED, message="run scheduled", at=created,
                       scheduled_for=st.scheduled_for.isoformat())  # fmt: skip
         queued = st.scheduled_for or created
-        self.emit("run.queued", message="run queued", at=queued, priority=st.priority.value)
+        self.emit(EventType.RUN_QUEUED, message="run queued", at=queued, priority=st.priority.value)
         self.state.started_at = workflow.now()
-        self.emit("run.started", message="run started")
+        self.emit(EventType.RUN_STARTED, message="run started")
         self.set_status(RunStatus.running)
 
     def finish(self, status: RunStatus, error: RunError | None = None) -> None:
@@ -152,7 +166,7 @@ class RunTracker:
         s.attempts += 1
         self.state.current_step = step_id
         self.state.progress.current_step = title
-        self.emit("step.started", step_id, f"{title} started", action=s.action)
+        self.emit(EventType.STEP_STARTED, step_id, f"{title} started", action=s.action)
         self._details()
         return s
 
@@ -160,7 +174,12 @@ class RunTracker:
         s = self._end(step_id, StepStatus.completed)
         s.output, cut = self._within_budget(output)
         s.truncated = truncated or cut
-        self.emit("step.completed", step_id, f"{s.label or step_id} completed", truncated=truncated)
+        self.emit(
+            EventType.STEP_COMPLETED,
+            step_id,
+            f"{s.label or step_id} completed",
+            truncated=truncated,
+        )
         self._progress()
 
     def _within_budget(self, output: Any) -> tuple[Any, bool]:
@@ -168,18 +187,18 @@ class RunTracker:
             output if isinstance(output, str) else json.dumps(output, default=str, sort_keys=True)
         )
         size = len(text.encode())
-        if size <= PREVIEW_BYTES or self._output_bytes + size <= STATE_OUTPUT_BUDGET:
-            self._output_bytes += size
+        if size <= PREVIEW_BYTES or self.output_bytes + size <= STATE_OUTPUT_BUDGET:
+            self.output_bytes += size
             return output, False
         preview = text.encode()[:PREVIEW_BYTES].decode(errors="ignore")
-        self._output_bytes += len(preview)
+        self.output_bytes += len(preview)
         note = f"[truncated in the run state: {size} bytes; the run's outputs exceed {STATE_OUTPUT_BUDGET}]"
         return f"{preview}\n{note}", True
 
     def step_failed(self, step_id: str, error: RunError) -> None:
         s = self._end(step_id, StepStatus.failed)
         s.error = error
-        self.emit("step.failed", step_id, error.message, code=error.code)
+        self.emit(EventType.STEP_FAILED, step_id, error.message, code=error.code)
 
     def step_cancelled(self, step_id: str) -> None:
         self._end(step_id, StepStatus.cancelled)
@@ -188,7 +207,7 @@ class RunTracker:
         s = self.step(step_id)
         if s.status == StepStatus.pending:
             s.status = StepStatus.skipped
-            self.emit("step.skipped", step_id, reason)
+            self.emit(EventType.STEP_SKIPPED, step_id, reason)
 
     def _end(self, step_id: str, status: StepStatus) -> StepState:
         s = self.step(step_id)
@@ -196,7 +215,7 @@ class RunTracker:
         s.completed_at = workflow.now()
         if s.started_at:
             s.duration_ms = _ms(s.started_at, s.completed_at)
-            self._step_durations.append(s.duration_ms)
+            self.step_durations.append(s.duration_ms)
         return s
 
     def _progress(self) -> None:
@@ -207,10 +226,10 @@ class RunTracker:
         done = sum(1 for item in self.state.plan if item.done)
         p = self.state.progress
         p.percent = min(99, int(done * 100 / total))
-        if self._step_durations:
-            avg = sum(self._step_durations) / len(self._step_durations)
+        if self.step_durations:
+            avg = sum(self.step_durations) / len(self.step_durations)
             p.estimated_time_remaining_ms = int(avg * max(0, total - done))
-        self.emit("progress", self.state.current_step, None, percent=p.percent)
+        self.emit(EventType.PROGRESS, self.state.current_step, None, percent=p.percent)
         self._details()  # keep the Web UI's current details at the new percentage
 
     def refresh_details(self) -> None:

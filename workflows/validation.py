@@ -26,6 +26,8 @@ from workflows.definition import (
     WaitStep,
 )
 from workflows.expressions import ExpressionError, parse
+from workflows.mcp_tools import is_mcp, tool_allowed
+from workflows.mcp_tools import split as split_mcp
 from workflows.templates import check, check_value
 
 Resolver = Callable[[str], TaskDefinition | None]
@@ -148,14 +150,17 @@ def _check_step(
         if s.system:
             tpl(s.system, "system")
         for t in s.tools or []:
-            if t not in definition.tools:
+            if not tool_allowed(t, definition.tools):
                 out.append(Problem(f"tool '{t}' is not in the definition's tools", sid, "tools"))
     elif isinstance(s, ToolCallStep):
         tpl(s.args, "args")
-        if s.tool not in definition.tools:
+        if not tool_allowed(s.tool, definition.tools):
             out.append(
                 Problem(f"tool '{s.tool}' is not allowed: add it to the definition's tools", sid)
             )
+        elif is_mcp(s.tool):
+            if split_mcp(s.tool) is None or s.tool.endswith("/*"):
+                out.append(Problem(f"'{s.tool}' is not an MCP tool: mcp:<server>/<tool>", sid))
         elif known_tools is not None and s.tool not in known_tools:
             out.append(Problem(f"unknown tool '{s.tool}'", sid, "tool"))
     elif isinstance(s, ConditionalStep):
@@ -210,12 +215,23 @@ def _check_until(until: str, sid: str) -> list[Problem]:
 
 
 def _check_tools(definition: TaskDefinition, known_tools: set[str] | None) -> list[Problem]:
+    """Built-in names must be known; MCP names well-formed (whether the server exists
+    and offers the tool is the gateway's check: it needs settings and the server)."""
+    out = [
+        Problem(
+            f"'{t}' is not an MCP tool name: use mcp:<server>/<tool> or mcp:<server>/*",
+            None,
+            "tools",
+        )
+        for t in definition.tools
+        if is_mcp(t) and split_mcp(t) is None
+    ]
     if known_tools is None:
-        return []
-    return [
+        return out
+    return out + [
         Problem(f"unknown tool '{t}'", None, "tools")
         for t in definition.tools
-        if t not in known_tools
+        if not is_mcp(t) and t not in known_tools
     ]
 
 

@@ -100,6 +100,7 @@ class LlmActivities:
         try:
             async with heartbeating(step_id=req.step_id, turn=req.turn):
                 tools = self.registry.schemas(req.tools) if self.registry else []
+                tools += [spec.tool_schema() for spec in req.tool_specs]  # pinned MCP tools
                 response = await provider.complete(req, tools, on_delta)
         except ProviderError as e:
             e.message = redact(e.message, secret_values(self.settings))  # may echo the key

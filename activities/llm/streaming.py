@@ -24,7 +24,7 @@ from typing import Any
 from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
 
 from duratask.logging import get_logger
-from workflows.events import LLM_DELTA, LLM_RETRY, TOPIC, wire
+from workflows.events import TOPIC, EventType, wire
 from workflows.models import LlmRequest
 
 log = get_logger(__name__)
@@ -78,7 +78,7 @@ class DeltaPublisher:
             return
         if self.attempt > 1:
             self._publish(
-                LLM_RETRY,
+                EventType.LLM_RETRY,
                 f"model call retried (attempt {self.attempt}): discard its earlier text",
                 {"attempt": self.attempt, "turn": self.req.turn},
             )
@@ -103,7 +103,7 @@ class DeltaPublisher:
         self._batches += 1
         self._chars += len(text)
         self._publish(
-            LLM_DELTA,
+            EventType.LLM_DELTA,
             None,
             {"text": text, "attempt": self.attempt, "turn": self.req.turn, "seq": self._batches},
             self._pending_since,

@@ -14,10 +14,12 @@ from pydantic import ValidationError
 from temporalio import activity
 
 from activities.support import heartbeating, truncate_value
+from activities.tools.mcp import run_mcp_tool
 from activities.tools.registry import ToolContext, ToolError, ToolRegistry
 from duratask.logging import get_logger
 from duratask.settings import Settings
 from workflows import contracts
+from workflows.mcp_tools import is_mcp, tool_allowed
 from workflows.models import ToolRequest, ToolResult
 
 log = get_logger(__name__)
@@ -34,8 +36,10 @@ class ToolActivities:
     @activity.defn(name=contracts.TOOL_ACTIVITY)
     async def call(self, req: ToolRequest) -> ToolResult:
         tool = self.registry.get(req.tool)
-        if req.tool not in req.allowed:
+        if not tool_allowed(req.tool, req.allowed):
             return ToolResult(error=f"tool '{req.tool}' is not allowed in this task")
+        if is_mcp(req.tool):
+            return await self._mcp(req)
         if tool is None:
             return ToolResult(error=f"unknown tool '{req.tool}'")
         try:
@@ -44,7 +48,19 @@ class ToolActivities:
             return ToolResult(
                 error=f"invalid arguments for {req.tool}: {e.errors(include_url=False)}"
             )
-        ctx = ToolContext(
+        ctx = self._context(req)
+        log.info("tool call", run_id=req.run_id, step_id=req.step_id, tool=req.tool,
+                 attempt=activity.info().attempt)  # fmt: skip
+        try:
+            async with heartbeating(tool=req.tool):
+                output = await tool.fn(args, ctx)
+        except ToolError as e:
+            return ToolResult(error=str(e))
+        value, truncated = truncate_value(output, req.max_output_bytes)
+        return ToolResult(output=value, truncated=truncated)
+
+    def _context(self, req: ToolRequest) -> ToolContext:
+        return ToolContext(
             run_id=req.run_id,
             step_id=req.step_id,
             idempotency_key=req.idempotency_key,
@@ -52,11 +68,15 @@ class ToolActivities:
             settings=self.settings,
             services=self.services,
         )
-        log.info("tool call", run_id=req.run_id, step_id=req.step_id, tool=req.tool,
+
+    async def _mcp(self, req: ToolRequest) -> ToolResult:
+        """An MCP tool: the server validates the arguments; its session lives as long
+        as this attempt (a cancelled activity closes it)."""
+        log.info("mcp tool call", run_id=req.run_id, step_id=req.step_id, tool=req.tool,
                  attempt=activity.info().attempt)  # fmt: skip
         try:
             async with heartbeating(tool=req.tool):
-                output = await tool.fn(args, ctx)
+                output = await run_mcp_tool(self.settings, req.tool, req.args, self._context(req))
         except ToolError as e:
             return ToolResult(error=str(e))
         value, truncated = truncate_value(output, req.max_output_bytes)

@@ -1,6 +1,7 @@
 """Insights for the gateway: stats, comparison and health, read from Temporal.
 
-Each read is bounded: stats scan at most `insights_max_runs` runs (the answer says
+Each read covers only the runs (and definitions) the caller may see
+(duratask/access.py). Each read is bounded: stats scan at most `insights_max_runs` runs (the answer says
 when it stopped short), a health check reads only the runs its windows need, and the
 regressions list checks at most `regression_max_definitions` definitions.
 """
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.definitions_service import DefinitionService
 from api.errors import map_rpc_error, unprocessable
 from api.insights.alerts import RegressionAlerts
 from api.insights.compare import RunComparison, compare
@@ -21,6 +23,7 @@ from api.insights.health import Health, Thresholds, evaluate
 from api.insights.records import count_by_status, run_query, scan
 from api.insights.stats import RunStats, summarize
 from api.runs_service import RunService
+from duratask.access import Caller, is_admin, with_visibility
 from duratask.settings import Settings
 from duratask.store.definitions import DefinitionStore
 from workflows.durations import parse_duration
@@ -56,17 +59,22 @@ class InsightsService:
         client: Client,
         store: DefinitionStore,
         settings: Settings,
+        principal: Caller,
         alerts: RegressionAlerts | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.principal = principal
         self.alerts = alerts
+        self.definitions = DefinitionService(store, principal)
 
     async def stats(
         self, owner: str | None, definition_id: str | None, since: datetime, max_runs: int
     ) -> RunStats:
-        query = run_query(owner=owner, definition_id=definition_id, since=since)
+        query = with_visibility(
+            run_query(owner=owner, definition_id=definition_id, since=since), self.principal
+        )
         try:
             (records, capped), exact = await asyncio.gather(
                 scan(self.client, query, max_runs), count_by_status(self.client, query)
@@ -85,14 +93,16 @@ class InsightsService:
         )
 
     async def compare(self, a: str, b: str) -> RunComparison:
-        runs = RunService(self.client, self.store, self.settings)
+        runs = RunService(self.client, self.store, self.settings, self.principal)
         state_a, state_b = await asyncio.gather(runs.get(a), runs.get(b))
         return compare(state_a, state_b)
 
     async def health(self, definition_id: str) -> Health:
-        definition = (await self.store.get(definition_id)).definition  # 404 if unknown
+        definition = (await self.definitions.get(definition_id)).definition  # 404: unknown
         thresholds = Thresholds.resolve(self.settings, definition.regression)
-        query = run_query(definition_id=definition_id, closed_only=True)
+        query = with_visibility(
+            run_query(definition_id=definition_id, closed_only=True), self.principal
+        )
         cap = min(thresholds.runs_needed, self.settings.insights_max_runs)
         try:
             records, _ = await scan(self.client, query, cap)
@@ -100,12 +110,12 @@ class InsightsService:
             raise map_rpc_error(e) from None
         records.sort(key=lambda r: r.close_time or datetime.min.replace(tzinfo=UTC), reverse=True)
         health = evaluate(definition_id, records, thresholds)
-        if self.alerts is not None:
+        if self.alerts is not None and is_admin(self.principal):  # only whole verdicts alert
             self.alerts.observe(health)
         return health
 
     async def regressions(self, limit: int) -> Regressions:
-        definitions, total = await self.store.list_latest(limit, 0)
+        definitions, total = await self.definitions.list_latest(limit, 0)
         gate = asyncio.Semaphore(HEALTH_CONCURRENCY)
 
         async def one(definition_id: str) -> Health:

@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import Approver, PrincipalDep, SettingsDep, StoreDep, TemporalDep
+from api.deps import Approver, PrincipalDep, RunsDep
 from api.errors import ApiError, map_rpc_error
 from api.run_ids import child_route
 from api.runs_service import RunService, _quote
-from duratask import approvals
+from duratask import access, approvals
 from duratask.logging import get_logger
 from workflows import contracts
 from workflows.approvals import MEMO_KEY, principal_names
@@ -34,11 +34,7 @@ log = get_logger(__name__)
 router = APIRouter(tags=["approvals"])
 
 
-def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
-    return RunService(client, store, settings)
-
-
-Runs = Annotated[RunService, Depends(run_service)]
+Runs = RunsDep
 
 
 class DecisionRequest(BaseModel):
@@ -97,17 +93,17 @@ DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/v1/runs/{run_id}/approvals", responses=DECIDE_RESPONSES)
-async def decide(
-    run_id: str, body: DecisionRequest, client: TemporalDep, settings: SettingsDep, who: Approver
-) -> DecisionAccepted:
+async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) -> DecisionAccepted:
     """Approve or reject the approval step a run waits at, as the caller.
 
-    The decision is signed for the caller and sent to the run as a Workflow Update;
-    the answer is the run's own: 200 counted, 403 not an approver of this step, 409
-    nothing waiting or already decided by this approver.
+    404 unless it is a duratask run the caller may see (owner, team, admin, or an
+    approver of the step it waits at). The decision is then signed for the caller and
+    sent to the run as a Workflow Update; the answer is the run's own: 200 counted,
+    403 not an approver of this step, 409 nothing waiting or already decided.
     """
+    await runs.describe(run_id)
     out = await approvals.decide(
-        client, settings, run_id, body.step_id, who, body.decision, body.comment
+        runs.client, runs.settings, run_id, body.step_id, who, body.decision, body.comment
     )
     if not out.counted:
         raise ApiError(out.status, out.detail)
@@ -131,14 +127,19 @@ async def list_approvals(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> ApprovalPage:
-    """Runs waiting for a decision by `approver`, oldest request first."""
+    """Runs waiting for a decision by `approver`, oldest request first. Your own inbox
+    (`me`) lists every run you may decide; another approver's lists only the runs you
+    may also see (yours, your teams', or all with `tasks:admin`)."""
     names = sorted(_names_for(who, approver))
+    mine = approver.strip().lower() in ("", "me")
     either = " OR ".join(f"{contracts.SA_APPROVERS.name} = {_quote(n)}" for n in names)
     query = (
         f"WorkflowType = 'TaskRunWorkflow' AND ExecutionStatus = 'Running'"
         f" AND {contracts.SA_STATUS.name} = '{RunStatus.awaiting_approval.value}'"
         f" AND ({either})"
     )
+    if not mine:
+        query = access.with_visibility(query, who)
     token = base64.urlsafe_b64decode(page_token) if page_token else None
     iterator = runs.client.list_workflows(query, page_size=page_size, next_page_token=token)
     try:

@@ -2,13 +2,16 @@
 handoffs on any run.
 
 The author of a comment and the rater are always the authenticated caller, never a
-body field. The run must exist in Temporal to be rated or commented on; reading the
+body field. A thread is as visible as its run (duratask/access.py); the reports across
+runs show only what the caller may see: `/v1/handoffs` the runs they may see, and
+`/v1/ratings` a visible definition's ratings or, without one, the caller's own. The run must exist in Temporal to be rated or commented on; reading the
 thread or the ratings of a run Temporal no longer keeps (past retention) still works
 while the store has something for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -17,11 +20,12 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.deps import DefinitionsDep, Reader, RunsDep, Writer
 from api.errors import ApiError, conflict, unprocessable
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
 from api.schemas import RatingSummary, RunView
+from duratask.access import is_admin
 from duratask.logging import get_logger
 from duratask.store.collab import (
     Assignment,
@@ -50,12 +54,8 @@ def get_collab(request: Request) -> CollabStore:
     return store
 
 
-def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
-    return RunService(client, store, settings)
-
-
 Collab = Annotated[CollabStore, Depends(get_collab)]
-Runs = Annotated[RunService, Depends(run_service)]
+Runs = RunsDep
 
 
 def _no_author_field(data: Any, field: str) -> Any:
@@ -134,9 +134,13 @@ async def _require_run(runs: RunService, run_id: str) -> Any:
 
 
 async def _known(runs: RunService, collab: CollabStore, run_id: str) -> None:
-    """For reads: the store knows the run (it may be past retention) or Temporal does."""
-    if (await collab.summary(run_id)).empty:
+    """For reads: a run the caller may see. Past Temporal's retention its owner is
+    unknown, so only an admin reads what the store still has for it."""
+    try:
         await _require_run(runs, run_id)
+    except ApiError as e:
+        if e.status != 404 or not is_admin(runs.principal) or (await collab.summary(run_id)).empty:
+            raise
 
 
 def _cursor(token: str | None) -> int | None:
@@ -224,13 +228,25 @@ class RatingReport(BaseModel):
 @router.get("/v1/ratings")
 async def rating_report(
     collab: Collab,
-    _: Reader,
+    defs: DefinitionsDep,
+    who: Reader,
     definition_id: str | None = None,
     identity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> RatingReport:
-    """Ratings across runs (of one definition, by one identity), newest first, with totals."""
+    """Ratings across runs (of one definition, by one identity), newest first, with totals.
+    Without `tasks:admin`: everyone's ratings of a definition you may see (404 for one you
+    may not), else only your own ratings."""
+    if not is_admin(who):
+        if definition_id is not None:
+            await defs.get(definition_id)  # 404 unless the caller may see it
+        elif identity not in (None, who.identity):
+            raise ApiError(
+                403, f"'{who.identity}' may list others' ratings only per definition they see"
+            )
+        else:
+            identity = who.identity
     items, up, down = await collab.all_ratings(definition_id, identity, limit, offset)
     return RatingReport(
         definition_id=definition_id,
@@ -291,18 +307,22 @@ async def list_comments(
 @router.get("/v1/handoffs")
 async def list_handoffs(
     collab: Collab,
+    runs: Runs,
     who: Reader,
     to: str = Query("me", description="'me' or an identity"),
     current: bool = Query(False, description="only runs still assigned to `to`"),
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> HandoffPage:
-    """Runs handed to `to` (default: the caller), newest handoff first."""
+    """Runs handed to `to` (default: the caller), newest handoff first: those of the runs
+    the caller may see."""
     target = _handoff_target(who, to)
     items, nxt = await collab.handoffs(target, page_size, _cursor(page_token), current)
+    seen = await asyncio.gather(*(runs.known(c.run_id) for c, _ in items))
+    visible = [item for item, ok in zip(items, seen, strict=True) if ok]
     return HandoffPage(
         to=target,
-        items=[Handoff(**dict(c), current=is_current) for c, is_current in items],
+        items=[Handoff(**dict(c), current=is_current) for c, is_current in visible],
         next_page_token=str(nxt) if nxt is not None else None,
     )
 

@@ -1,7 +1,9 @@
 """`/v1/definitions`: save (versioned), read, list, validate, delete.
 
 Bodies are JSON, or YAML with `Content-Type: application/yaml`. Every problem in a
-definition is reported at once (422), each naming its step and what is wrong.
+definition is reported at once (422), each naming its step and what is wrong. A caller
+sees only their own, their teams' (and, with `tasks:admin`, all) definitions
+(api/definitions_service.py).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
 from api import approval_guard
-from api.deps import Reader, SettingsDep, StoreDep, Writer
+from api.definitions_service import DefinitionService
+from api.deps import DefinitionsDep, Reader, SettingsDep, Writer
 from api.errors import ApiError, describe_problems, pydantic_problems, unprocessable
-from duratask.store.definitions import DefinitionStore, NotFound, StoredVersion
+from api.mcp_check import mcp_problems
+from duratask.access import may_see
+from duratask.store.definitions import NotFound, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 
@@ -41,15 +46,19 @@ async def parse_body(request: Request) -> dict[str, Any]:
 
 
 async def check_definition(
-    request: Request, store: DefinitionStore, data: dict[str, Any]
+    request: Request, defs: DefinitionService, data: dict[str, Any]
 ) -> TaskDefinition:
+    """The definition, validated; sub-task references resolve only to definitions the
+    caller may see (one they may not see is an unknown task, so its content never
+    reaches a run they start)."""
     try:
         definition = TaskDefinition.model_validate(data)
     except ValidationError as e:
         problems = pydantic_problems(e)
         raise unprocessable(describe_problems(problems), problems=problems) from None
-    others = await _referenced(store, definition)
+    others = await _referenced(defs, definition)
     found = validate(definition, request.app.state.tool_names, lambda d: others.get(d))
+    found += await mcp_problems(request.app.state.settings, definition)  # docs/mcp.md
     if found:
         listed = [p.as_dict() for p in found]
         summary = f"{len(found)} problem(s): " + "; ".join(str(p) for p in found)
@@ -57,7 +66,7 @@ async def check_definition(
     return definition
 
 
-async def _referenced(store: DefinitionStore, root: TaskDefinition) -> dict[str, TaskDefinition]:
+async def _referenced(defs: DefinitionService, root: TaskDefinition) -> dict[str, TaskDefinition]:
     """Every stored definition reachable from `root` through sub-task references."""
     found: dict[str, TaskDefinition] = {}
     todo = list(root.referenced_tasks())
@@ -65,18 +74,23 @@ async def _referenced(store: DefinitionStore, root: TaskDefinition) -> dict[str,
         ref = todo.pop()
         if ref in found or ref == root.id:
             continue
-        d = await store.find(ref)
+        d = await defs.find(ref)
         if d is not None:
             found[ref] = d
             todo.extend(d.referenced_tasks())
     return found
 
 
-async def _latest(store: DefinitionStore, definition_id: str) -> TaskDefinition | None:
+async def _latest(defs: DefinitionService, definition_id: str) -> TaskDefinition | None:
     """The latest stored version, even of a deleted definition (deleting and re-creating
-    must not be a way around the approval guard)."""
+    must not be a way around the approval guard). None when there is none, or when the
+    caller may not see the live definition (publishing then answers 404, and the guard
+    must not tell what a hidden definition contains)."""
+    live = await defs.store.find_row(definition_id)
+    if live is not None and not may_see(defs.principal, *live):
+        return None
     try:
-        versions = await store.versions(definition_id)
+        versions = await defs.store.versions(definition_id)
     except NotFound:
         return None
     return versions[-1].definition if versions else None
@@ -95,68 +109,72 @@ async def put_definition(
     definition_id: str,
     request: Request,
     response: Response,
-    store: StoreDep,
+    defs: DefinitionsDep,
     settings: SettingsDep,
     who: Writer,
+    owner: str | None = Query(None, description="at creation; another identity needs tasks:admin"),
+    team: str | None = Query(None, description="at creation: one of the caller's groups"),
 ) -> dict[str, Any]:
     """Create or update a definition; a changed body becomes a new version (201), an
-    unchanged one returns the current version (200)."""
+    unchanged one returns the current version (200). A new definition is owned by the
+    caller and shared with `team` if given; only those who may see a definition publish
+    new versions of it."""
     data = await parse_body(request)
     data.setdefault("id", definition_id)
     if data["id"] != definition_id:
         raise unprocessable(
             f"the body's id '{data['id']}' does not match the URL's '{definition_id}'"
         )
-    definition = await check_definition(request, store, data)
+    definition = await check_definition(request, defs, data)
     approval_guard.check(
-        who, await _latest(store, definition_id), definition, settings.approval_min_timeout
+        who, await _latest(defs, definition_id), definition, settings.approval_min_timeout
     )
-    stored, created = await store.put(definition, created_by=who.identity)
+    stored, created = await defs.put(definition, owner, team)
     if not created:
         response.status_code = status.HTTP_200_OK
     return _view(stored)
 
 
 @router.post("/validate")
-async def validate_definition(request: Request, store: StoreDep, _: Reader) -> dict[str, Any]:
+async def validate_definition(request: Request, defs: DefinitionsDep, _: Reader) -> dict[str, Any]:
     data = await parse_body(request)
-    definition = await check_definition(request, store, data)
+    definition = await check_definition(request, defs, data)
     return {"valid": True, "id": definition.id, "problems": []}
 
 
 @router.get("")
 async def list_definitions(
-    store: StoreDep,
+    defs: DefinitionsDep,
     _: Reader,
     limit: int = Query(100, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    items, total = await store.list_latest(limit, offset)
+    items, total = await defs.list_latest(limit, offset)
     return {"items": [_view(v) for v in items], "total": total}
 
 
 @router.get("/{definition_id}")
-async def get_definition(definition_id: str, store: StoreDep, _: Reader) -> dict[str, Any]:
-    return _view(await store.get(definition_id))
+async def get_definition(definition_id: str, defs: DefinitionsDep, _: Reader) -> dict[str, Any]:
+    return _view(await defs.get(definition_id))
 
 
 @router.get("/{definition_id}/versions")
-async def list_versions(definition_id: str, store: StoreDep, _: Reader) -> dict[str, Any]:
-    versions = await store.versions(definition_id)
+async def list_versions(definition_id: str, defs: DefinitionsDep, _: Reader) -> dict[str, Any]:
+    versions = await defs.versions(definition_id)
     return {"items": [_view(v) for v in versions], "total": len(versions)}
 
 
 @router.get("/{definition_id}/versions/{version}")
 async def get_version(
-    definition_id: str, version: int, store: StoreDep, _: Reader
+    definition_id: str, version: int, defs: DefinitionsDep, _: Reader
 ) -> dict[str, Any]:
     if version < 1:
         raise ApiError(422, "version numbers start at 1")
-    return _view(await store.get(definition_id, version))
+    return _view(await defs.get(definition_id, version))
 
 
 @router.delete("/{definition_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_definition(definition_id: str, store: StoreDep, _: Writer) -> Response:
+async def delete_definition(definition_id: str, defs: DefinitionsDep, _: Writer) -> Response:
     """Delete a definition; runs already started keep their pinned copy."""
-    await store.delete(definition_id)
+    await defs.delete(definition_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -21,11 +21,12 @@ from fastapi.responses import StreamingResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep
+from api.deps import Admin, Reader, RunsDep, SettingsDep, StoreDep, TemporalDep
 from api.errors import ApiError, unprocessable
 from api.run_ids import child_route
 from api.runs_service import RunService
 from api.streams import FellBehind, StreamHub, events_from_state, is_closed, query_events
+from duratask.access import SYSTEM
 from duratask.logging import get_logger
 from duratask.settings import Settings
 from workflows.events import TERMINAL
@@ -44,7 +45,9 @@ def get_hub(request: Request, client: TemporalDep, store: StoreDep) -> StreamHub
     hub: StreamHub | None = getattr(state, "stream_hub", None)
     if hub is None:
         settings: Settings = state.settings
-        runs = RunService(client, store, settings)
+        # shared by every client of every run: it reads a run's state only after the
+        # route checked that the caller may see that run
+        runs = RunService(client, store, settings, SYSTEM)
         hub = StreamHub(client, settings, runs.get)
         state.stream_hub = hub
     return hub
@@ -97,8 +100,7 @@ def wants_json(accept: str | None) -> bool:
 async def run_events(
     run_id: str,
     request: Request,
-    runs_client: TemporalDep,
-    store: StoreDep,
+    runs: RunsDep,
     settings: SettingsDep,
     _: Reader,
     after: int | None = Query(None, ge=-1, description="Resume after this offset"),
@@ -108,13 +110,12 @@ async def run_events(
     last_event_id: str | None = Header(None),
 ) -> Any:
     """The run's events: SSE by default; a JSON page with `Accept: application/json`."""
-    runs = RunService(runs_client, store, settings)
-    await runs.describe(run_id)  # 404 for an unknown run
+    await runs.describe(run_id)  # 404 for an unknown run or one the caller may not see
     start = resume_point(after, last_event_id)
     wanted = TypeFilter(types)
     if wants_json(accept):
         return await json_page(runs, run_id, start, wanted, limit, settings.events_query_timeout_s)
-    hub = get_hub(request, runs_client, store)
+    hub = get_hub(request, runs.client, runs.store)
     return StreamingResponse(
         stream(hub, run_id, start, wanted, settings.events_keepalive_s),
         media_type="text/event-stream",
@@ -123,8 +124,9 @@ async def run_events(
 
 
 @router.get("/v1/streams", tags=["events"])
-async def stream_stats(request: Request, _: Reader) -> dict[str, Any]:
-    """This gateway's shared run subscriptions and their clients (for operators and tests)."""
+async def stream_stats(request: Request, _: Admin) -> dict[str, Any]:
+    """This gateway's shared run subscriptions and their clients (for operators and tests;
+    it names everyone's runs, so it needs `tasks:admin`)."""
     hub: StreamHub | None = getattr(request.app.state, "stream_hub", None)
     if hub is None:
         return {"subscriptions_started": 0, "active_subscriptions": 0, "feeds": []}

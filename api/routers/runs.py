@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.deps import Reader, RunsDep, Writer
 from api.routers.collab import Collab, with_collab
 from api.run_ids import child_route
-from api.runs_service import RunService
 from api.schemas import (
     BulkCancelRequest,
     CancelRunRequest,
@@ -27,17 +26,17 @@ from workflows.models import Intervention, RunState
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 
-def run_service(client: TemporalDep, store: StoreDep, settings: SettingsDep) -> RunService:
-    return RunService(client, store, settings)
-
-
-Runs = Annotated[RunService, Depends(run_service)]
+Runs = RunsDep
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: Writer) -> RunState:
-    """Start a run (201). With an `idempotency_key` already used, returns that run (200)."""
-    state, created = await runs.start(body, who.identity)
+    """Start a run (201). With an `idempotency_key` already used, returns that run (200).
+
+    The run is owned by the caller (`owner` may name another identity only with
+    `tasks:admin`, else 403) and shared with `team` when given (one of the caller's
+    groups, else 403). The definition must be one the caller may see (else 404)."""
+    state, created = await runs.start(body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return state
@@ -63,7 +62,7 @@ async def list_runs(
 
 @router.post("/bulk-cancel")
 async def bulk_cancel(body: BulkCancelRequest, runs: Runs, who: Writer) -> dict[str, Any]:
-    results = await runs.bulk_cancel(body.run_ids, body.reason, who.identity)
+    results = await runs.bulk_cancel(body.run_ids, body.reason)
     return {"results": results, "cancelled": sum(1 for r in results if r["ok"])}
 
 
@@ -109,7 +108,7 @@ async def cancel_run(
     run_id: str, runs: Runs, who: Writer, body: CancelRunRequest | None = None
 ) -> dict[str, Any]:
     reason = body.reason if body else ""
-    await runs.cancel(run_id, reason, who.identity)
+    await runs.cancel(run_id, reason)
     return {"run_id": run_id, "status": "cancelling", "reason": reason}
 
 
@@ -117,7 +116,7 @@ async def cancel_run(
 async def retry_run(
     run_id: str, runs: Runs, who: Writer, body: RetryRunRequest | None = None
 ) -> RunState:
-    return await runs.retry(run_id, body.input if body else None, who.identity)
+    return await runs.retry(run_id, body.input if body else None)
 
 
 @router.patch("/{run_id}")

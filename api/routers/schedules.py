@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response, status
 
-from api.deps import Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.deps import Admin, PrincipalDep, Reader, SettingsDep, StoreDep, TemporalDep, Writer
 from duratask.schedules.models import (
     BackfillRequest,
     PauseRequest,
@@ -26,9 +26,9 @@ router = APIRouter(tags=["schedules"])
 
 
 def schedule_service(
-    client: TemporalDep, store: StoreDep, settings: SettingsDep
+    client: TemporalDep, store: StoreDep, settings: SettingsDep, who: PrincipalDep
 ) -> ScheduleService:
-    return ScheduleService(client, store, settings)
+    return ScheduleService(client, store, settings, who)
 
 
 Schedules = Annotated[ScheduleService, Depends(schedule_service)]
@@ -38,7 +38,8 @@ Schedules = Annotated[ScheduleService, Depends(schedule_service)]
 async def create_schedule(
     body: ScheduleCreate, svc: Schedules, who: Writer, source: str = "api"
 ) -> ScheduleView:
-    """Create a schedule: one of `cron`, `every`, `text` or `at`."""
+    """Create a schedule: one of `cron`, `every`, `text` or `at`. It is owned by the
+    caller (another `owner` needs `tasks:admin`) and shared with `team` if given."""
     return await svc.create(body, who.identity, "sync" if source == "sync" else "api")
 
 
@@ -112,6 +113,7 @@ async def get_scheduling(svc: Schedules, _: Reader) -> dict[str, Any]:
 
 
 @router.put("/v1/scheduling")
-async def set_scheduling(body: SchedulingSwitch, svc: Schedules, _: Writer) -> dict[str, Any]:
-    """Off pauses every duratask schedule; on resumes the ones the switch paused."""
+async def set_scheduling(body: SchedulingSwitch, svc: Schedules, _: Admin) -> dict[str, Any]:
+    """Off pauses every duratask schedule; on resumes the ones the switch paused
+    (everyone's: it needs `tasks:admin`)."""
     return await svc.set_enabled(body.enabled)

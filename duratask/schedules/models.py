@@ -24,7 +24,10 @@ class ScheduleConfig(BaseModel):
     version: int | None = Field(default=None, description="pin a version; default: latest")
     input: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.normal
-    owner: str | None = None
+    owner: str | None = Field(
+        default=None, description="default: the caller; another identity needs tasks:admin"
+    )
+    team: str | None = Field(default=None, description="one of the caller's groups")
     cron: str | None = Field(default=None, description="5-field cron, 0 = Sunday")
     every: str | None = Field(default=None, description="an interval like 15m")
     text: str | None = Field(default=None, description="e.g. '8am daily'")
@@ -53,6 +56,7 @@ class ScheduleUpdate(BaseModel):
     input: dict[str, Any] | None = None
     priority: Priority | None = None
     owner: str | None = None
+    team: str | None = None
     cron: str | None = None
     every: str | None = None
     text: str | None = None
@@ -89,6 +93,7 @@ class ScheduleView(BaseModel):
     input: dict[str, Any]
     priority: Priority
     owner: str | None
+    team: str | None = None
     source: Source
     status: Literal["active", "paused", "completed"]
     paused: bool

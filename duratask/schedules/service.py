@@ -6,7 +6,14 @@ the gateway), job-file sync, and the model's `schedule_task` / `list_tasks` /
 whose action starts a `TaskRunWorkflow` marked trigger `schedule` with the schedule id
 (Temporal appends the fire time to the run id). With a pinned version the action
 carries the bundle; otherwise the run resolves the latest version when it fires.
-Failures are `ScheduleError`s with a kind the gateway turns into 404/409/422.
+Failures are `ScheduleError`s with a kind the gateway turns into 403/404/409/422.
+
+A ScheduleService acts for one caller: a schedule is owned by the identity that
+created it (another owner needs `tasks:admin`) and optionally shared with a team; the
+caller sees and changes only their own and their teams' schedules (duratask/access.py),
+the rest is "not found"; the global switch needs `tasks:admin`. Every change is
+recorded in the audit trail. The worker's scheduling tools act as `SYSTEM` and
+enforce their own rule (a run's tools act for the run's owner).
 """
 
 from __future__ import annotations
@@ -42,7 +49,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from duratask.access import (
+    ADMIN_SCOPE,
+    AccessDenied,
+    Caller,
+    check_child_owners,
+    is_admin,
+    may_see,
+    resolve_owner,
+)
 from duratask.logging import get_logger
+from duratask.run_config import run_config
 from duratask.schedules.ids import schedule_id_for
 from duratask.schedules.models import (
     SPEC_FIELDS,
@@ -58,12 +75,13 @@ from duratask.schedules.models import (
 from duratask.schedules.spec import ParsedSpec, SpecError, describe, parse_every, parse_spec
 from duratask.schedules.store import ScheduleStore
 from duratask.settings import Settings
+from duratask.store.audit import AuditStore
 from duratask.store.definitions import DefinitionStore, NotFound
 from duratask.store.tables import ScheduleRow
 from workflows import contracts
 from workflows.definition import ModelSpec, TaskDefinition
 from workflows.inputs import InputError, resolve_inputs
-from workflows.models import RunConfig, RunInput, RunMeta, RunState, Trigger
+from workflows.models import RunInput, RunMeta, RunState, Trigger
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -127,11 +145,29 @@ def _utc(dt: datetime | None) -> datetime | None:
 
 
 class ScheduleService:
-    def __init__(self, client: Client, store: DefinitionStore, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, store: DefinitionStore, settings: Settings, principal: Caller
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
+        self.principal = principal
         self.index = ScheduleStore(store.engine)
+        self.audit = AuditStore(store.engine)
+
+    async def _record(
+        self,
+        action: str,
+        row: ScheduleRow | None,
+        sid: str,
+        actor: str | None = None,
+        **detail: Any,
+    ) -> None:
+        await self.audit.record(
+            actor or self.principal.identity, action, "schedule", sid,
+            row.owner if row is not None else None, row.team if row is not None else None,
+            **detail,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ building
     def _parse(self, cfg: ScheduleConfig) -> ParsedSpec:
@@ -153,27 +189,29 @@ class ScheduleService:
 
     async def _run_input(self, sid: str, cfg: ScheduleConfig, by: str | None) -> RunInput:
         try:
+            stored = await self.store.get(cfg.definition_id, cfg.version)
+            if not may_see(self.principal, stored.owner, stored.team):
+                raise NotFound(f"definition '{cfg.definition_id}' not found")
             bundle = await self.store.bundle(cfg.definition_id, cfg.version)
+            check_child_owners(self.principal, bundle, cfg.owner or self.principal.identity)
         except NotFound as e:
             raise ScheduleError("not_found", str(e)) from None
+        except AccessDenied as e:
+            raise ScheduleError("forbidden", e.message) from None
         try:
             inputs = resolve_inputs(bundle.root.definition, cfg.input)
         except InputError as e:
             raise invalid(f"input: {e}") from None
         meta = RunMeta(
             owner=cfg.owner,
+            team=cfg.team,
             priority=cfg.priority,
             trigger=Trigger.schedule,
             schedule_id=sid,
             created_by=by,
             source={"kind": "schedule", "schedule_id": sid},
         )
-        s = self.settings
-        config = RunConfig(
-            default_model=ModelSpec(provider=s.model_provider, name=s.model_name),
-            max_output_bytes=s.max_output_bytes,
-            max_subtask_depth=s.max_subtask_depth,
-        )
+        config = run_config(self.settings)
         pinned = cfg.version is not None
         return RunInput(
             bundle=bundle if pinned else None,
@@ -221,6 +259,8 @@ class ScheduleService:
         ]
         if cfg.owner:
             attrs.append(SearchAttributePair(contracts.SA_OWNER, cfg.owner))
+        if cfg.team:
+            attrs.append(SearchAttributePair(contracts.SA_TEAM, cfg.team))
         if parsed.at is not None:
             state = ScheduleState(
                 note=state.note, paused=state.paused, limited_actions=True, remaining_actions=1
@@ -248,9 +288,18 @@ class ScheduleService:
         self, req: ScheduleCreate, identity: str | None, source: Source = "api"
     ) -> ScheduleView:
         cfg = ScheduleConfig.model_validate(req.model_dump(exclude={"id", "paused", "note"}))
+        cfg = self._owned(cfg)
         name = req.id or req.description or req.definition_id
         sid = schedule_id_for(name, unique=req.id is None)
-        return await self._create(sid, cfg, identity, source, req.paused, req.note)
+        return await self._create(sid, cfg, self.principal.identity, source, req.paused, req.note)
+
+    def _owned(self, cfg: ScheduleConfig) -> ScheduleConfig:
+        """The config with its owner (the caller unless an admin names one) and team."""
+        try:
+            owner, team = resolve_owner(self.principal, cfg.owner, cfg.team)
+        except AccessDenied as e:
+            raise ScheduleError("forbidden", e.message) from None
+        return cfg.model_copy(update={"owner": owner, "team": team})
 
     async def _create(
         self,
@@ -268,7 +317,7 @@ class ScheduleService:
         state = ScheduleState(paused=paused or not enabled, note=SWITCH_NOTE if by_switch else note)
         now = datetime.now(UTC)
         row = ScheduleRow(
-            id=sid, owner=cfg.owner, definition_id=cfg.definition_id, source=source,
+            id=sid, owner=cfg.owner, team=cfg.team, definition_id=cfg.definition_id, source=source,
             config=cfg.model_dump_json(exclude_none=True), created_at=now, created_by=identity,
             updated_at=now, paused_by_switch=by_switch,
         )  # fmt: skip
@@ -291,11 +340,15 @@ class ScheduleService:
                 raise invalid(f"Temporal rejected the schedule: {e.message}") from None
             raise
         log.info("schedule created", schedule_id=sid, source=source, spec=parsed.expression)
+        await self._record("schedule.create", row, sid, actor=identity,  # a tool: run:<id>
+                           definition_id=cfg.definition_id, spec=parsed.expression,
+                           source=source)  # fmt: skip
         return await self.get(sid)
 
     async def _row(self, sid: str) -> ScheduleRow:
+        """The schedule's index row; not found unless the caller may see it."""
         row = await self.index.get(sid)
-        if row is None:
+        if row is None or not may_see(self.principal, row.owner, row.team):
             raise ScheduleError("not_found", f"schedule '{sid}' not found")
         return row
 
@@ -316,7 +369,10 @@ class ScheduleService:
     async def list(
         self, owner: str | None = None, status: str | None = None, detail: bool = False
     ) -> list[ScheduleView]:
-        rows = await self.index.list(owner=owner)
+        rows = [
+            r for r in await self.index.list(owner=owner)
+            if may_see(self.principal, r.owner, r.team)
+        ]  # fmt: skip
 
         async def one(row: ScheduleRow) -> ScheduleView | None:
             try:
@@ -366,6 +422,7 @@ class ScheduleService:
             input=cfg.input,
             priority=cfg.priority,
             owner=row.owner,
+            team=row.team,
             source=row.source,  # type: ignore[arg-type]
             status="paused" if state.paused else ("completed" if done else "active"),
             paused=state.paused,
@@ -439,6 +496,8 @@ class ScheduleService:
             cfg = ScheduleConfig.model_validate(cfg_data)
         except ValueError as e:
             raise invalid(str(e)) from None
+        if "owner" in changes or "team" in changes:  # a new owner needs admin, a team membership
+            cfg = self._owned(cfg)
         spec_changed = any(k in changes for k in SPEC_FIELDS)
         stored = None if spec_changed else self._parse_stored(cfg)
         parsed = self._parse(cfg) if stored is None else stored
@@ -451,12 +510,15 @@ class ScheduleService:
 
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).update(apply)
-        await self.index.update(sid, config=cfg.model_dump_json(exclude_none=True), owner=cfg.owner)
+        await self.index.update(
+            sid, config=cfg.model_dump_json(exclude_none=True), owner=cfg.owner, team=cfg.team
+        )
         log.info("schedule updated", schedule_id=sid, fields=sorted(changes))
+        await self._record("schedule.update", row, sid, fields=sorted(changes))
         return await self.get(sid)
 
     async def delete(self, sid: str) -> None:
-        await self._row(sid)
+        row = await self._row(sid)
         try:
             await self.client.get_schedule_handle(sid).delete()
         except RPCError as e:
@@ -464,20 +526,23 @@ class ScheduleService:
                 raise
         await self.index.delete(sid)
         log.info("schedule deleted", schedule_id=sid)
+        await self._record("schedule.delete", row, sid)
 
     async def pause(self, sid: str, note: str | None) -> ScheduleView:
-        await self._row(sid)
+        row = await self._row(sid)
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).pause(note=note or "paused")
         await self.index.update(sid, paused_by_switch=False)
+        await self._record("schedule.pause", row, sid, note=note)
         return await self.get(sid, detail=False)
 
     async def unpause(self, sid: str, note: str | None) -> ScheduleView:
-        await self._row(sid)
+        row = await self._row(sid)
         await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).unpause(note=note or "unpaused")
         await self.index.update(sid, paused_by_switch=False)
+        await self._record("schedule.unpause", row, sid, note=note)
         return await self.get(sid, detail=False)
 
     async def _refuse_when_disabled(self) -> None:
@@ -485,11 +550,12 @@ class ScheduleService:
             raise ScheduleError("conflict", DISABLED_MESSAGE)
 
     async def trigger(self, sid: str, overlap: str = "allow_all") -> None:
-        await self._row(sid)
+        row = await self._row(sid)
         await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).trigger(overlap=OVERLAP[overlap])
         log.info("schedule triggered", schedule_id=sid)
+        await self._record("schedule.trigger", row, sid, overlap=overlap)
 
     async def backfill(
         self, sid: str, start_at: datetime, end_at: datetime, overlap: str = "allow_all"
@@ -498,20 +564,28 @@ class ScheduleService:
         assert start is not None and end is not None
         if end <= start:
             raise invalid("backfill end_at must be after start_at")
-        await self._row(sid)
+        row = await self._row(sid)
         await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).backfill(
             ScheduleBackfill(start_at=start, end_at=end, overlap=OVERLAP[overlap])
         )
         log.info("schedule backfill", schedule_id=sid, start=start.isoformat(), end=end.isoformat())
+        await self._record("schedule.backfill", row, sid, start_at=start, end_at=end)
 
     # ------------------------------------------------------------ global switch
     async def enabled(self) -> bool:
         return await self.index.enabled()
 
     async def set_enabled(self, enabled: bool) -> dict[str, Any]:
-        """Off: pause every running duratask schedule (remembering which). On: resume those."""
+        """Off: pause every running duratask schedule (remembering which). On: resume those.
+        It acts on everyone's schedules, so it needs `tasks:admin`."""
+        if not is_admin(self.principal):
+            raise ScheduleError(
+                "forbidden",
+                f"'{self.principal.identity}' may not switch scheduling for everyone: "
+                f"that needs the '{ADMIN_SCOPE}' scope",
+            )
         await self.index.set_enabled(enabled)
         changed: list[str] = []
         for row in await self.index.list():
@@ -532,6 +606,10 @@ class ScheduleService:
                     raise
                 await self.index.delete(row.id)
         log.info("scheduling switched", enabled=enabled, schedules=changed)
+        await self.audit.record(
+            self.principal.identity, "scheduling.switch", "scheduling", "scheduling",
+            enabled=enabled, schedules=changed,
+        )  # fmt: skip
         return {"enabled": enabled, ("resumed" if enabled else "paused"): changed}
 
     # ------------------------------------------------ for the model's scheduling tools

@@ -244,13 +244,14 @@ def _expand_dow(field: str) -> list[int] | None:
 
 
 def describe_cron(expr: str) -> str:
-    """Words for the common shapes; anything else is the expression itself."""
+    """Words for a cron expression: short house phrases ("Daily at 9:00", "Every weekday
+    at 8:30") for the common shapes, `cron-descriptor` for everything else."""
     fields = expr.split()
     if len(fields) != 5:
-        return expr
+        return _described(expr)
     minute, hour, dom, month, dow = fields
     if month != "*":
-        return expr
+        return _described(expr)
     simple_time = minute.isdigit() and hour.isdigit()
     if expr == "* * * * *":
         return "Every minute"
@@ -264,14 +265,14 @@ def describe_cron(expr: str) -> str:
         suffix = "" if int(minute) == 0 else f" at :{int(minute):02d}"
         return f"Every {int(m.group(1))} hours{suffix}"
     if not simple_time:
-        return expr
+        return _described(expr)
     at = _hm(hour, minute)
     if dom == "*" and dow == "*":
         return f"Daily at {at}"
     if dom == "*":
         days = _expand_dow(dow)
         if days is None:
-            return expr
+            return _described(expr)
         if days == [1, 2, 3, 4, 5]:
             return f"Every weekday at {at}"
         if days == [0, 6]:
@@ -279,7 +280,22 @@ def describe_cron(expr: str) -> str:
         return f"Every {', '.join(DAY_NAMES[d] for d in days)} at {at}"
     if dow == "*" and dom.isdigit():
         return f"Monthly on day {int(dom)} at {at}"
-    return expr
+    return _described(expr)
+
+
+def _described(expr: str) -> str:
+    """`cron-descriptor`'s sentence (24-hour clock, 0 = Sunday); the expression if it fails.
+
+    Imported here, not at the top: it costs ~0.1 s and the CLI imports this module."""
+    from cron_descriptor import ExpressionDescriptor, Options
+
+    options = Options()
+    options.use_24hour_time_format = True
+    options.day_of_week_start_index_zero = True
+    try:
+        return str(ExpressionDescriptor(expr, options).get_description())
+    except Exception:  # the expression was validated already; never fail a listing on words
+        return expr
 
 
 def describe_every(every: timedelta) -> str:

@@ -12,10 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from duratask.access import Caller, is_admin
 from duratask.store.tables import DefinitionRow, DefinitionVersionRow
 from workflows.definition import ParallelStep, Step, SubTaskStep, TaskDefinition
 from workflows.models import BundledDefinition, DefinitionBundle
@@ -28,6 +30,8 @@ class StoredVersion:
     created_at: datetime
     created_by: str | None
     latest_version: int
+    owner: str | None = None
+    team: str | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -36,6 +40,8 @@ class StoredVersion:
             "latest_version": self.latest_version,
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
+            "owner": self.owner,
+            "team": self.team,
             "definition": self.definition.model_dump(mode="json", by_alias=True, exclude_none=True),
         }
 
@@ -59,9 +65,14 @@ class DefinitionStore:
         self.sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def put(
-        self, definition: TaskDefinition, created_by: str | None = None
+        self,
+        definition: TaskDefinition,
+        created_by: str | None = None,
+        owner: str | None = None,
+        team: str | None = None,
     ) -> tuple[StoredVersion, bool]:
-        """Save; returns the version and whether it is new."""
+        """Save; returns the version and whether it is new. `owner` and `team` are set
+        when the definition is created (or re-created after a delete), kept otherwise."""
         digest = content_hash(definition)
         now = datetime.now(UTC)
         body = json.dumps(definition.model_dump(mode="json", by_alias=True, exclude_none=True))
@@ -70,11 +81,13 @@ class DefinitionStore:
             if row is not None and row.deleted_at is None:
                 latest = await s.get(DefinitionVersionRow, (definition.id, row.latest_version))
                 if latest is not None and latest.content_hash == digest:
-                    return self._stored(latest, row.latest_version), False
+                    return self._stored(latest, row.latest_version, row), False
             if row is None:
                 row = DefinitionRow(id=definition.id, latest_version=0, created_at=now,
                                     updated_at=now)  # fmt: skip
                 s.add(row)
+            if row.deleted_at is not None or row.latest_version == 0:
+                row.owner, row.team = owner or created_by, team
             version = row.latest_version + 1
             row.latest_version = version
             row.updated_at = now
@@ -88,7 +101,7 @@ class DefinitionStore:
                 created_by=created_by,
             )
             s.add(vrow)
-        return self._stored(vrow, version), True
+        return self._stored(vrow, version, row), True
 
     async def get(self, definition_id: str, version: int | None = None) -> StoredVersion:
         async with self.sessions() as s:
@@ -98,7 +111,15 @@ class DefinitionStore:
             vrow = await s.get(DefinitionVersionRow, (definition_id, version or row.latest_version))
             if vrow is None:
                 raise NotFound(f"definition '{definition_id}' has no version {version}")
-            return self._stored(vrow, row.latest_version)
+            return self._stored(vrow, row.latest_version, row)
+
+    async def find_row(self, definition_id: str) -> tuple[str | None, str | None] | None:
+        """The owner and team of a live definition; None if there is none."""
+        async with self.sessions() as s:
+            row = await s.get(DefinitionRow, definition_id)
+            if row is None or row.deleted_at is not None:
+                return None
+            return row.owner, row.team
 
     async def find(self, definition_id: str) -> TaskDefinition | None:
         try:
@@ -107,10 +128,16 @@ class DefinitionStore:
             return None
 
     async def list_latest(
-        self, limit: int = 100, offset: int = 0
+        self, limit: int = 100, offset: int = 0, visible_to: Caller | None = None
     ) -> tuple[list[StoredVersion], int]:
+        """The latest version of each live definition (of those `visible_to` may see)."""
         async with self.sessions() as s:
-            live = DefinitionRow.deleted_at.is_(None)
+            live: Any = DefinitionRow.deleted_at.is_(None)
+            if visible_to is not None and not is_admin(visible_to):
+                mine = [DefinitionRow.owner == visible_to.identity]
+                if visible_to.groups:
+                    mine.append(DefinitionRow.team.in_(sorted(visible_to.groups)))
+                live = live & or_(*mine)
             total = (await s.execute(select(func.count()).where(live))).scalar_one()
             rows = (
                 await s.execute(
@@ -126,7 +153,7 @@ class DefinitionStore:
                     .offset(offset)
                 )
             ).all()
-            return [self._stored(v, d.latest_version) for d, v in rows], total
+            return [self._stored(v, d.latest_version, d) for d, v in rows], total
 
     async def versions(self, definition_id: str) -> list[StoredVersion]:
         async with self.sessions() as s:
@@ -140,7 +167,7 @@ class DefinitionStore:
                     .order_by(DefinitionVersionRow.version)
                 )
             ).scalars()
-            return [self._stored(v, row.latest_version) for v in rows]
+            return [self._stored(v, row.latest_version, row) for v in rows]
 
     async def delete(self, definition_id: str) -> None:
         async with self.sessions.begin() as s:
@@ -165,8 +192,12 @@ class DefinitionStore:
             others=others,
         )
 
-    def _stored(self, vrow: DefinitionVersionRow, latest: int) -> StoredVersion:
+    def _stored(
+        self, vrow: DefinitionVersionRow, latest: int, row: DefinitionRow | None = None
+    ) -> StoredVersion:
         return StoredVersion(
+            owner=row.owner if row is not None else None,
+            team=row.team if row is not None else None,
             definition=TaskDefinition.model_validate_json(vrow.body),
             version=vrow.version,
             created_at=_utc(vrow.created_at),

@@ -20,6 +20,9 @@ class DefinitionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # who may see and change it (duratask/access.py); set when it is first created
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    team: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class DefinitionVersionRow(Base):
@@ -42,6 +45,7 @@ class ScheduleRow(Base):
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    team: Mapped[str | None] = mapped_column(String(255), nullable=True)
     definition_id: Mapped[str] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(16))  # api | sync | tool
     config: Mapped[str] = mapped_column(Text)
@@ -98,3 +102,19 @@ class RunAssigneeRow(Base):
     assigned_by: Mapped[str] = mapped_column(String(255))
     assigned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     comment_id: Mapped[int] = mapped_column(Integer)
+
+
+class AuditRow(Base):
+    """Who did what to which run, definition or schedule, and when (GET /v1/audit)."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # run | definition | schedule | scheduling
+    resource_id: Mapped[str] = mapped_column(String(512), index=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    team: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON

@@ -1,6 +1,6 @@
 """Regenerate the saved run histories that tests/workflow/test_replay.py replays.
 
-    python -m tests.histories.record
+    python -m tests.histories.record [scenario ...]
 
 Runs each scenario below as a real TaskRunWorkflow on the time-skipping server (with
 the real LLM and notify activities and a stand-in `duratask.tool.call`) and writes its
@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -27,13 +30,29 @@ from activities.notify import NotifyActivities
 from activities.tools.registry import build_registry
 from duratask.logging import get_logger
 from duratask.settings import Settings
+from duratask.store.db import create_engine, migrate
+from duratask.store.definitions import DefinitionStore
 from tests.helpers import definition, make_worker, run_input, start
 from worker.client import ensure_search_attributes
 from workflows import contracts
-from workflows.models import ToolRequest, ToolResult
+from workflows.mcp_tools import spec
+from workflows.models import (
+    Intervention,
+    McpListRequest,
+    McpListResult,
+    Priority,
+    PriorityChange,
+    RunInput,
+    RunMeta,
+    ToolRequest,
+    ToolResult,
+    Trigger,
+)
+from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
 HERE = Path(__file__).parent
+SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "every_step_kind": {
@@ -66,9 +85,27 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "input": {},
         "cancel": True,
     },
+    # an agent calling a pinned MCP tool by its model-facing name (docs/mcp.md)
+    "mcp_agent": {
+        "steps": [{"id": "work", "action": "llm_call", "prompt": "Note it.",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "c1", "name": "mcp__notes__remember",
+                                        "arguments": {"note": "hi"}}]},
+                       {"text": "noted"}]}}],
+        "tools": ["mcp:notes/*"],
+        "input": {},
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
+
+
+@activity.defn(name=contracts.MCP_LIST_ACTIVITY)
+async def mcp_list(req: McpListRequest) -> McpListResult:
+    params = {"type": "object", "properties": {"note": {"type": "string"}}}
+    return McpListResult(
+        tools=[spec(s, "remember", "Remember a note.", params) for s in req.servers]
+    )
 
 
 @activity.defn(name=contracts.TOOL_ACTIVITY)
@@ -96,6 +133,7 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
             LlmActivities(settings, registry).complete,
             NotifyActivities(settings).notify,
             lookup,
+            mcp_list,
         ]
         tq = f"record-{uuid.uuid4().hex[:8]}"
         spec = dict(spec)
@@ -118,10 +156,205 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
     return path
 
 
-async def main() -> None:
-    for name, spec in SCENARIOS.items():
-        await record(name, spec)
+# ------------------------------------------------------------ driven scenarios
+# Paths that need the run to be steered from outside (a signal at the right moment), a
+# config knob, or the store. Each writes `<name>.json` (and the continued run its later
+# execution too); tests/workflow/test_replay.py replays them all.
+
+
+async def _env() -> WorkflowEnvironment:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=shutil.which("temporal-test-server"),
+    )
+    await ensure_search_attributes(env.client)
+    return env
+
+
+def _save(name: str, history: WorkflowHistory) -> Path:
+    path = HERE / f"{name}.json"
+    path.write_text(history.to_json())
+    log.info("history saved", path=str(path), events=len(history.events))
+    return path
+
+
+async def _at_step(handle: WorkflowHandle[Any, Any], step_id: str) -> None:
+    for _ in range(600):
+        state = await handle.query(TaskRunWorkflow.state)
+        if state.current_step == step_id:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the run never reached {step_id}")
+
+
+async def _model_call_running(handle: WorkflowHandle[Any, Any]) -> None:
+    for _ in range(600):
+        desc = await handle.describe()
+        if any(pa.activity_type.name == contracts.LLM_ACTIVITY
+               and pa.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+               for pa in desc.raw_description.pending_activities):  # fmt: skip
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the model call never started")
+
+
+async def record_continue_as_new_between_steps() -> None:
+    """Two steps, the history threshold forced to one event: the second step starts in a
+    new execution. Saved: the first execution (ends in the continue-as-new command) and
+    the second (starts from the carried run)."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "first", "action": "llm_call", "prompt": "one"},
+             {"id": "second", "action": "llm_call", "prompt": "{{ steps.first.output }} two"}],
+            id="can-between-steps",
+        )  # fmt: skip
+        inp = run_input(defn)
+        inp.config.continue_as_new_history_events = 1
+        async with make_worker(env.client, "record-can", settings=SETTINGS):
+            handle = await start(env.client, "record-can", inp, id="run-can_between_steps")
+            await handle.result()
+        run = handle.first_execution_run_id
+        first = await env.client.get_workflow_handle(handle.id, run_id=run).fetch_history()
+        last = await env.client.get_workflow_handle(handle.id).fetch_history()
+    finally:
+        await env.shutdown()
+    _save("can_between_steps", first)
+    _save("can_between_steps_resumed", last)
+
+
+async def record_steer() -> None:
+    """A steer cancels the in-flight model call, which restarts with the message."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "agent", "action": "llm_call", "prompt": "Do the job.",
+              "model": {"provider": "scripted", "name": "script",
+                        "script": [{"text": "answer", "delay": 60}]}}],
+            id="steer",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-steer", settings=SETTINGS):
+            handle = await start(env.client, "record-steer", run_input(defn), id="run-steer")
+            await _model_call_running(handle)
+            steer = Intervention(mode="steer", message="Focus on the budget.", sender="alice")
+            await handle.signal(TaskRunWorkflow.intervene, steer)
+            await handle.result()
+        _save("steer", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_approval_reminder_timeout() -> None:
+    """Nobody decides: two reminders, then the timeout decides (`on_timeout: reject`)."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "review", "action": "approval", "approvers": ["lead@example.com"],
+              "prompt": "Ship this?", "timeout": "3h", "reminder": "1h",
+              "on_timeout": "reject"}],
+            id="approval-reminder-timeout",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-approval", settings=SETTINGS):
+            handle = await start(
+                env.client, "record-approval", run_input(defn), id="run-approval_reminder_timeout"
+            )
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
+        _save("approval_reminder_timeout", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_wait_until() -> None:
+    """`wait: until:` a rendered ISO 8601 time: one durable timer to that moment."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "later", "action": "wait", "until": "{{ input.when }}"},
+             {"id": "after", "action": "llm_call", "prompt": "woke at {{ run.now }}"}],
+            id="wait-until",
+            inputs={"when": {"type": "string", "required": True}},
+        )  # fmt: skip
+        inp = run_input(defn, {"when": "2031-01-01T09:00:00Z"})
+        async with make_worker(env.client, "record-wait", settings=SETTINGS):
+            handle = await start(env.client, "record-wait", inp, id="run-wait_until")
+            await handle.result()
+        _save("wait_until", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_unpinned_scheduled_run() -> None:
+    """A schedule following the latest version: the bundle is resolved by the store
+    activity before the first step."""
+    env = await _env()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp}/s.db")
+        try:
+            await migrate(engine)
+            store = DefinitionStore(engine)
+            await store.put(definition([{"id": "a", "action": "llm_call", "prompt": "v1"}],
+                                       id="greet"))  # fmt: skip
+            inp = RunInput(
+                definition_id="greet",
+                meta=RunMeta(trigger=Trigger.schedule, schedule_id="sched-greet"),
+            )
+            async with make_worker(env.client, "record-unpinned", store=store, settings=SETTINGS):
+                handle = await start(
+                    env.client, "record-unpinned", inp, id="run-unpinned_scheduled_run"
+                )
+                await handle.result()
+            _save("unpinned_scheduled_run", await handle.fetch_history())
+        finally:
+            await engine.dispose()
+            await env.shutdown()
+
+
+async def record_priority_change() -> None:
+    """`set_priority` while the run waits: later steps are scheduled at the new priority."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "nap", "action": "wait", "duration": "1h"},
+             {"id": "after", "action": "llm_call", "prompt": "now urgent"}],
+            id="priority-change",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-priority", settings=SETTINGS):
+            handle = await start(
+                env.client, "record-priority", run_input(defn), id="run-priority_change"
+            )
+            await _at_step(handle, "nap")
+            await handle.signal(
+                TaskRunWorkflow.set_priority, PriorityChange(priority=Priority.urgent)
+            )
+            await handle.result()
+        _save("priority_change", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+DRIVEN = {
+    "can_between_steps": record_continue_as_new_between_steps,
+    "steer": record_steer,
+    "approval_reminder_timeout": record_approval_reminder_timeout,
+    "wait_until": record_wait_until,
+    "unpinned_scheduled_run": record_unpinned_scheduled_run,
+    "priority_change": record_priority_change,
+}
+
+
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (all of them when none is named)."""
+    unknown = set(names) - set(SCENARIOS) - set(DRIVEN)
+    if unknown:
+        raise SystemExit(f"unknown scenarios {sorted(unknown)}: {sorted([*SCENARIOS, *DRIVEN])}")
+    for name, scenario in SCENARIOS.items():
+        if not names or name in names:
+            await record(name, scenario)
+    for name, fn in DRIVEN.items():
+        if not names or name in names:
+            await fn()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

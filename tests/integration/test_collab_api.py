@@ -19,12 +19,16 @@ from duratask.settings import get_settings
 from tests.helpers import eventually
 from tests.stack import Stack, run_stack
 
+# one team, `crew`: ana's runs are shared with it, so the others see and discuss them
+CREW = ["crew"]
+TEAM = {"team": "crew"}
 KEYS: list[dict[str, Any]] = [
-    {"key": "k-ana", "identity": "ana@example.com", "scopes": ["tasks:read", "tasks:write"]},
-    {"key": "k-bob", "identity": "bob", "scopes": ["tasks:read", "tasks:write"]},
-    {"key": "k-rae", "identity": "Rae", "scopes": ["tasks:read"]},
-    {"key": "k-wes", "identity": "wes", "scopes": ["tasks:write"]},
-]
+    {"key": "k-ana", "identity": "ana@example.com", "scopes": ["tasks:read", "tasks:write"],
+     "groups": CREW},
+    {"key": "k-bob", "identity": "bob", "scopes": ["tasks:read", "tasks:write"], "groups": CREW},
+    {"key": "k-rae", "identity": "Rae", "scopes": ["tasks:read"], "groups": CREW},
+    {"key": "k-wes", "identity": "wes", "scopes": ["tasks:write"], "groups": CREW},
+]  # fmt: skip
 QUICK = {
     "id": "quick",
     "steps": [{"id": "say", "action": "llm_call", "prompt": "Hi"}],
@@ -49,6 +53,7 @@ ANA, BOB, RAE, WES = auth("k-ana"), auth("k-bob"), auth("k-rae"), auth("k-wes")
 
 
 async def start(s: Stack, def_id: str, **body: Any) -> dict[str, Any]:
+    body.setdefault("team", "crew")
     r = await s.http.post("/v1/runs", json={"definition_id": def_id, **body}, headers=ANA)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -67,7 +72,7 @@ async def get_run(s: Stack, run_id: str) -> dict[str, Any]:
 
 async def setup(s: Stack) -> tuple[str, str]:
     for body in (QUICK, SLOW):
-        r = await s.http.put(f"/v1/definitions/{body['id']}", json=body, headers=ANA)
+        r = await s.http.put(f"/v1/definitions/{body['id']}", json=body, params=TEAM, headers=ANA)
         assert r.status_code == 201, r.text
     done = (await start(s, "quick", source=SOURCE))["run_id"]
     open_ = (await start(s, "slow"))["run_id"]
@@ -224,7 +229,9 @@ async def test_child_runs_are_rated_and_discussed_by_their_own_id(
     async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
         parent = {"id": "parent", "steps": [{"id": "sub", "action": "sub_task", "task": "quick"}]}
         for body in (QUICK, parent):
-            r = await s.http.put(f"/v1/definitions/{body['id']}", json=body, headers=ANA)
+            r = await s.http.put(
+                f"/v1/definitions/{body['id']}", json=body, params=TEAM, headers=ANA
+            )
             assert r.status_code == 201, r.text
         run_id = (await start(s, "parent", source=SOURCE))["run_id"]
         await finished(s, run_id)
@@ -332,7 +339,7 @@ async def test_cli_rate_comment_handoff_and_errors(
         assert r.exit_code == 0, r.output
         assert "source: kind=chat, conversation_id=conv-42" in r.output
         assert "up 1 / down 1, 3 comment(s), assigned to bob" in r.output
-        r = await cli("k-ana", "run", "start", "quick", "--source", "kind=chat",
+        r = await cli("k-ana", "run", "start", "quick", "--team", "crew", "--source", "kind=chat",
                       "--source", "conversation_id=c9")  # fmt: skip
         assert r.exit_code == 0, r.output
         started = re.search(r"started (run-\S+)", r.output).group(1)  # type: ignore[union-attr]

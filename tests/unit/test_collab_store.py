@@ -1,14 +1,15 @@
 """Ratings, threads and handoffs in the store, on a real SQLite file migrated by Alembic;
-and migration 0003 itself (up from 0002 keeping data, down again)."""
+and migrations 0003 and 0004 (up from 0002 keeping data, definitions getting their
+owner, down again)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
+from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
 from duratask.store.collab import CollabStore
 from duratask.store.db import _alembic_config, create_engine, migrate
@@ -17,8 +18,8 @@ from tests.helpers import definition
 
 
 @pytest.fixture
-async def collab(tmp_path: Path) -> AsyncIterator[CollabStore]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.db")
+async def collab(db_url: str) -> AsyncIterator[CollabStore]:
+    engine = create_engine(db_url)
     await migrate(engine)
     yield CollabStore(engine)
     # disposed here, not by the garbage collector: that may run inside a later test's
@@ -106,8 +107,8 @@ async def test_summary_in_one_query(collab: CollabStore) -> None:
     assert not s.empty
 
 
-async def test_migration_0003_upgrades_an_0002_database_and_downgrades(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+async def test_migration_0003_upgrades_an_0002_database_and_downgrades(db_url: str) -> None:
+    engine = create_engine(db_url)
 
     def to(revision: str, down: bool = False) -> object:
         def run(conn: Connection) -> None:
@@ -123,17 +124,27 @@ async def test_migration_0003_upgrades_an_0002_database_and_downgrades(tmp_path:
     async with engine.begin() as conn:
         await conn.run_sync(to("0002_schedules"))  # type: ignore[arg-type]
         assert "run_ratings" not in await conn.run_sync(tables)
-    await DefinitionStore(engine).put(
-        definition([{"id": "a", "action": "llm_call", "prompt": "x"}], id="kept")
-    )
+    body = definition([{"id": "a", "action": "llm_call", "prompt": "x"}], id="kept")
+    async with engine.begin() as conn:  # a definition saved by 'ana' before owners existed
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        await conn.execute(
+            text("INSERT INTO definitions VALUES ('kept', 1, :now, :now, NULL)"), {"now": now}
+        )
+        await conn.execute(
+            text("INSERT INTO definition_versions VALUES ('kept', 1, :b, :h, :now, 'ana')"),
+            {"b": body.model_dump_json(by_alias=True, exclude_none=True), "h": "x", "now": now},
+        )
     await migrate(engine)  # what the gateway does at start-up
     async with engine.connect() as conn:
         assert {"run_ratings", "run_comments", "run_assignees"} <= await conn.run_sync(tables)
-    assert (await DefinitionStore(engine).get("kept")).version == 1
+    kept = await DefinitionStore(engine).get("kept")
+    assert (kept.version, kept.owner, kept.team) == (1, "ana", None)  # 0004: owner from created_by
+    async with engine.connect() as conn:
+        assert "audit" in await conn.run_sync(tables)
     await CollabStore(engine).rate("run-1", "ana", "up")
     async with engine.begin() as conn:
         await conn.run_sync(to("0002_schedules", down=True))  # type: ignore[arg-type]
         left = await conn.run_sync(tables)
-    assert not {"run_ratings", "run_comments", "run_assignees"} & left
+    assert not {"run_ratings", "run_comments", "run_assignees", "audit"} & left
     assert {"definitions", "schedules"} <= left
     await engine.dispose()

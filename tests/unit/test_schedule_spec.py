@@ -60,10 +60,13 @@ DESCRIPTIONS = [
     ("0 * * * *", "Hourly"),
     ("5 * * * *", "Hourly at :05"),
     ("0 */2 * * *", "Every 2 hours"),
-    # complex shapes fall back to the raw expression
-    ("0 9 1-7 * 1", "0 9 1-7 * 1"),
-    ("0 9 * 1 *", "0 9 * 1 *"),
-    ("0,30 9-17 * * 1-5", "0,30 9-17 * * 1-5"),
+    # other shapes: cron-descriptor's sentence
+    ("0 9 1-7 * 1", "At 09:00, between day 1 and 7 of the month, or on Monday"),
+    ("0 9 * 1 *", "At 09:00, only in January"),
+    (
+        "0,30 9-17 * * 1-5",
+        "At 0 and 30 minutes past the hour, between 09:00 and 17:59, Monday through Friday",
+    ),
 ]
 
 

@@ -1,7 +1,6 @@
 """The definition store against a real SQLite file (migrated by Alembic)."""
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -11,8 +10,8 @@ from tests.helpers import definition
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[DefinitionStore]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
+async def store(db_url: str) -> AsyncIterator[DefinitionStore]:
+    engine = create_engine(db_url)
     await migrate(engine)
     yield DefinitionStore(engine)
     # disposed here, not by the garbage collector: that may run inside a later test's

@@ -8,14 +8,16 @@ histories on purpose only, with `python -m tests.histories.record`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.helpers import APPROVAL_KEY
-from workflows import proofs
+from workflows import contracts, proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -24,6 +26,7 @@ WORKFLOW_IDS = {
     "children_composite": "run-replay",
     "children_fail_fast": "run-replay-ff",
     "agent_before_streams": "run-history-agent",
+    "can_between_steps_resumed": "run-can_between_steps",  # the same run, its 2nd execution
 }
 
 
@@ -61,3 +64,35 @@ def test_saved_histories_end_as_recorded() -> None:
     cancelled = (here / "cancelled_mid_activity.json").read_text()
     assert "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED" in cancelled
     assert "EVENT_TYPE_ACTIVITY_TASK_CANCELED" in cancelled
+
+
+def _events(stem: str) -> list[Any]:
+    path = Path(__file__).parent.parent / "histories" / f"{stem}.json"
+    return list(WorkflowHistory.from_json(f"run-{stem}", path.read_text()).events)
+
+
+def _types(stem: str) -> list[str]:
+    return [EventType.Name(e.event_type) for e in _events(stem)]
+
+
+def _signals(stem: str) -> list[str]:
+    return [e.workflow_execution_signaled_event_attributes.signal_name for e in _events(stem)
+            if e.HasField("workflow_execution_signaled_event_attributes")]  # fmt: skip
+
+
+def test_saved_histories_cover_the_paths_they_are_named_for() -> None:
+    """Each driven scenario (tests/histories/record.py DRIVEN) took the path it is for."""
+    assert _types("can_between_steps")[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    resumed = _events("can_between_steps_resumed")[0].workflow_execution_started_event_attributes
+    assert resumed.continued_execution_run_id  # started from the carried run
+    assert "intervene" in _signals("steer")
+    assert "EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED" in _types("steer")
+    approval = _types("approval_reminder_timeout")
+    assert approval.count("EVENT_TYPE_TIMER_FIRED") >= 3  # two reminders and the timeout
+    assert approval[-1] == "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"  # on_timeout: reject
+    assert "EVENT_TYPE_TIMER_FIRED" in _types("wait_until")
+    unpinned = [e.activity_task_scheduled_event_attributes.activity_type.name
+                for e in _events("unpinned_scheduled_run")
+                if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
+    assert unpinned[0] == contracts.RESOLVE_BUNDLE_ACTIVITY
+    assert "set_priority" in _signals("priority_change")
