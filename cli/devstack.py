@@ -174,6 +174,20 @@ def console_link(settings: Settings, url: str) -> str:
     return f"{url}/ui/login/link?token={token}"
 
 
+def dev_approval_key() -> str:
+    """The key the dev gateway signs approval decisions with and the dev worker checks;
+    created 0600 from the start (never readable by others, not even briefly)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    path = STATE_DIR / "approval-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 async def prepare_namespace(client: Client, namespace: str) -> None:
     with contextlib.suppress(Exception):  # the dev server's default keeps runs only 24h
         await set_retention(client, namespace, RETENTION_HOURS)
@@ -249,6 +263,7 @@ async def run_dev(
     token = dev_token()
     settings = settings.model_copy(
         update={
+            "approval_key": settings.approval_key or SecretStr(dev_approval_key()),
             "port": port,
             "api_keys": [
                 *settings.api_keys,

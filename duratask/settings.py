@@ -261,6 +261,23 @@ class Settings(BaseSettings):
     budget_daily_per_owner: DailyLimitSettings | None = None
     budget_daily_per_definition: dict[str, DailyLimitSettings] = Field(default_factory=dict)
 
+    # Approvals and outbound requests (docs/security.md). The gateway signs every
+    # approval decision with `approval_key` and the worker checks it (both need it;
+    # `duratask dev` generates one). Older keys still verify, for rotation.
+    approval_key: SecretStr | None = None
+    approval_previous_keys: list[SecretStr] = Field(default_factory=list)
+    # A definition version may not set an approval timeout under this floor (e.g. "1h")
+    # unless its author may approve the step or has tasks:admin.
+    approval_min_timeout: str | None = None
+    # http_request: addresses/networks allowed although not globally routable
+    # (tests' loopback servers); `http_allow_private` allows them all (local dev only).
+    http_allow_networks: list[str] = Field(default_factory=list)
+
+    def approval_keys(self) -> list[bytes]:
+        """The signing key first, then the previous ones (they still verify)."""
+        keys = [self.approval_key, *self.approval_previous_keys]
+        return [k.get_secret_value().encode() for k in keys if k is not None]
+
     # Model endpoints (docs/models-and-tools.md): name -> endpoint. `openai` and
     # `anthropic` exist implicitly from the `openai` / `anthropic` blocks above unless
     # named here; `default_endpoint` is the one used when a definition names none.
@@ -270,6 +287,7 @@ class Settings(BaseSettings):
     def endpoints(self) -> dict[str, ModelEndpoint]:
         """Every named endpoint, the implicit `openai` / `anthropic` ones included."""
         found: dict[str, ModelEndpoint] = {}
+
         if self.openai.api_key or self.openai.base_url:
             found["openai"] = ModelEndpoint(
                 kind="openai",

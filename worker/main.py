@@ -37,6 +37,7 @@ from duratask.telemetry import runtime_for, tracing_on
 from worker.attempts import AttemptInterceptor
 from worker.client import connect, ensure_search_attributes
 from worker.run_metrics import RunMetricsInterceptor
+from workflows import proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -86,6 +87,10 @@ def build_worker(
 ) -> Worker:
     registry = registry or build_registry(settings)
     store = store or worker_store(settings)
+    if settings.approval_key is not None:  # read by workflow code; never in history
+        proofs.install_keys(settings.approval_keys())
+    else:
+        log.warning("no DURATASK_APPROVAL_KEY: approval decisions cannot be verified")
     if services is None:
         services = default_services(client, store, settings)
     return Worker(

@@ -65,3 +65,9 @@ E_WORKER_SHUTDOWN = "WorkerShutdown"
 HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
 E_WORKER_LOST = "WORKER_LOST"
 E_BUDGET = "BUDGET_EXCEEDED"  # a token or cost limit reached (docs/models-and-tools.md#budgets)
+
+# Why a `decide` update was refused (ApplicationError.type): the gateway maps them
+# to 409, 403 and 422.
+E_APPROVAL_CONFLICT = "APPROVAL_CONFLICT"
+E_APPROVAL_FORBIDDEN = "APPROVAL_FORBIDDEN"
+E_APPROVAL_INVALID = "APPROVAL_INVALID"

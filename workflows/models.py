@@ -406,6 +406,15 @@ class PriorityChange(_Model):
     by: str | None = None  # who changed it (recorded in the run's events)
 
 
+class ApprovalProof(_Model):
+    """The gateway's HMAC over a decision (workflows/proofs.py); never holds the key."""
+
+    step_id: str = ""
+    nonce: str = ""
+    issued_at: str = ""
+    mac: str = ""
+
+
 class ApprovalDecision(_Model):
     # Plain strings checked by the workflow (workflows/approvals.py), so a malformed
     # raw `temporal workflow signal` is recorded as refused instead of dropped unseen.
@@ -413,6 +422,19 @@ class ApprovalDecision(_Model):
     approver: str = ""
     comment: str | None = None
     groups: list[str] = Field(default_factory=list)
+    proof: ApprovalProof | None = None
+
+
+class ApprovalOutcome(_Model):
+    """What the `decide` update answers: the decision was counted."""
+
+    step_id: str
+    decision: str
+    approver: str
+    comment: str | None = None
+    approvals: int
+    min_approvals: int
+    done: bool
 
 
 class BudgetRaise(_Model):

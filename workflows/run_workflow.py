@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         AgentCarry,
         ApprovalDecision,
+        ApprovalOutcome,
         BudgetRaise,
         BudgetState,
         CancelRequest,
@@ -146,7 +147,17 @@ class TaskRunWorkflow:
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:
+        """Old clients' path: counts only with a valid proof, else `approval.refused`."""
         self.approvals.decide(decision)
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> ApprovalOutcome:
+        """A decision with the workflow's own answer (validator: proof, approver, state)."""
+        return self.approvals.count_update(decision)
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        self.approvals.validate(decision)
 
     @workflow.signal
     def intervene(self, msg: Intervention) -> None:

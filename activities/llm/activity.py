@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm.base import DeltaSink, Provider, ProviderError
 from activities.llm.endpoints import Target, configured_model, resolve_target
+from activities.llm.errors import redact, secret_values
 from activities.llm.pricing import PriceTable
 from activities.llm.scripted import ScriptedProvider
 from activities.support import heartbeating, truncate_text
@@ -150,6 +151,7 @@ class LlmActivities:
                 tools += [spec.tool_schema() for spec in req.tool_specs]  # pinned MCP tools
                 response = await provider.complete(req, tools, on_delta)
         except ProviderError as e:
+            e.message = redact(e.message, secret_values(self.settings))  # may echo the key
             raise _to_application_error(e, target, info.attempt) from None
         finally:
             close = getattr(on_delta, "aclose", None)  # a streaming sink flushes before we answer

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import ValidationError
 
+from api import approval_guard
 from api.bodies import check_definition_limits, off_loop, parse_document
 from api.definitions_service import DefinitionService
-from api.deps import DefinitionsDep, Reader, Writer
+from api.deps import DefinitionsDep, Reader, SettingsDep, Writer
 from api.errors import (
     COMMON,
     ApiError,
@@ -27,7 +28,8 @@ from api.errors import (
 from api.mcp_check import mcp_problems
 from api.openapi import DEFINITION_BODY
 from api.schemas import MAX_INT
-from duratask.store.definitions import StoredVersion
+from duratask.access import may_see
+from duratask.store.definitions import NotFound, StoredVersion
 from workflows.definition import TaskDefinition
 from workflows.validation import validate
 
@@ -91,6 +93,21 @@ async def _referenced(defs: DefinitionService, root: TaskDefinition) -> dict[str
     return found
 
 
+async def _latest(defs: DefinitionService, definition_id: str) -> TaskDefinition | None:
+    """The latest stored version, even of a deleted definition (deleting and re-creating
+    must not be a way around the approval guard). None when there is none, or when the
+    caller may not see the live definition (publishing then answers 404, and the guard
+    must not tell what a hidden definition contains)."""
+    live = await defs.store.find_row(definition_id)
+    if live is not None and not may_see(defs.principal, *live):
+        return None
+    try:
+        versions = await defs.store.versions(definition_id)
+    except NotFound:
+        return None
+    return versions[-1].definition if versions else None
+
+
 def _view(v: StoredVersion) -> dict[str, Any]:
     return v.as_dict()
 
@@ -106,7 +123,8 @@ async def put_definition(
     request: Request,
     response: Response,
     defs: DefinitionsDep,
-    _: Writer,
+    settings: SettingsDep,
+    who: Writer,
     owner: str | None = Query(None, description="at creation; another identity needs tasks:admin"),
     team: str | None = Query(None, description="at creation: one of the caller's groups"),
 ) -> dict[str, Any]:
@@ -121,6 +139,9 @@ async def put_definition(
             f"the body's id '{data['id']}' does not match the URL's '{definition_id}'"
         )
     definition = await check_definition(request, defs, data)
+    approval_guard.check(
+        who, await _latest(defs, definition_id), definition, settings.approval_min_timeout
+    )
     stored, created = await defs.put(definition, owner, team)
     if not created:
         response.status_code = status.HTTP_200_OK

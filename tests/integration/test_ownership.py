@@ -198,7 +198,7 @@ MATRIX: list[tuple[str, str, Req, dict[str, int]]] = [
      s_(403, 403, 404, 202, 202)),
     ("POST", "/v1/runs/{run_id}/approvals",
      lambda o: ({"run_id": o.parked}, {"json": {"decision": "approve"}}),
-     s_(403, 202, 403, 403, 202)),
+     s_(403, 200, 403, 403, 200)),
     ("PUT", "/v1/runs/{run_id}/rating", lambda o: ({"run_id": o.done}, {"json": {"score": "up"}}),
      s_(403, 403, 404, 201, 201)),
     ("DELETE", "/v1/runs/{run_id}/rating", DONE, s_(403, 403, 404, 204, 204)),

@@ -16,7 +16,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows import contracts
+from tests.helpers import APPROVAL_KEY
+from workflows import contracts, proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -27,6 +28,12 @@ WORKFLOW_IDS = {
     "agent_before_streams": "run-history-agent",
     "can_between_steps_resumed": "run-can_between_steps",  # the same run, its 2nd execution
 }
+
+
+@pytest.fixture(autouse=True)
+def approval_key() -> None:
+    """A worker replays with its approval key installed (approval_proofs.json needs it)."""
+    proofs.install_keys([APPROVAL_KEY])
 
 
 def test_histories_exist() -> None:
