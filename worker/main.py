@@ -30,6 +30,7 @@ from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate
 from duratask.store.definitions import DefinitionStore
+from duratask.store.deltas import DeltaRelay
 from duratask.telemetry import runtime_for, tracing_on
 from worker.client import connect
 from worker.run_metrics import RunMetricsInterceptor
@@ -44,9 +45,10 @@ def activities_for(
     services: dict[str, Any] | None = None,
     store: DefinitionStore | None = None,
 ) -> list[Any]:
-    deltas = (
-        delta_sink_factory(settings.llm_delta_interval_ms) if settings.stream_llm_deltas else None
-    )
+    deltas = None
+    if settings.stream_llm_deltas and store is not None:  # the relay lives in the store
+        relay = DeltaRelay(store.engine, settings.stream_delta_ttl_s)
+        deltas = delta_sink_factory(settings.llm_delta_interval_ms, relay)
     llm = LlmActivities(settings, registry, delta_sink_factory=deltas)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)

@@ -25,9 +25,18 @@ from api.deps import Reader, SettingsDep, StoreDep, TemporalDep
 from api.errors import ApiError, unprocessable
 from api.run_ids import child_route
 from api.runs_service import RunService
-from api.streams import FellBehind, StreamHub, events_from_state, is_closed, query_events
+from api.streams import (
+    FellBehind,
+    LiveEvent,
+    StreamHub,
+    events_from_state,
+    is_closed,
+    query_events,
+    resume_key,
+)
 from duratask.logging import get_logger
 from duratask.settings import Settings
+from duratask.store.deltas import DeltaRelay
 from workflows.events import TERMINAL
 from workflows.models import StreamEvent
 
@@ -45,7 +54,8 @@ def get_hub(request: Request, client: TemporalDep, store: StoreDep) -> StreamHub
     if hub is None:
         settings: Settings = state.settings
         runs = RunService(client, store, settings)
-        hub = StreamHub(client, settings, runs.get)
+        relay = DeltaRelay(store.engine, settings.stream_delta_ttl_s)
+        hub = StreamHub(client, settings, runs.get, relay)
         state.stream_hub = hub
     return hub
 
@@ -66,21 +76,26 @@ class TypeFilter:
         return self.all or event.type in self.exact or event.type.startswith(self.prefixes)
 
 
-def resume_point(after: int | None, last_event_id: str | None) -> int:
-    """The offset to resume after: `Last-Event-ID` (a reconnect) wins over `?after=`."""
+def resume_point(after: int | None, last_event_id: str | None) -> tuple[int, int]:
+    """Where to resume: `Last-Event-ID` (a reconnect) wins over `?after=`.
+
+    (offset, relay row id): the durable offset, and the last token delta seen after it.
+    """
     if last_event_id is not None and last_event_id.strip():
         try:
-            return int(last_event_id.strip())
+            return resume_key(last_event_id)
         except ValueError:
             raise unprocessable(
-                f"Last-Event-ID must be an event offset (an integer), got {last_event_id!r}"
+                f"Last-Event-ID must be an event id (an offset such as `12`, or `12.345` "
+                f"after a token delta), got {last_event_id!r}"
             ) from None
-    return -1 if after is None else after
+    return (-1 if after is None else after), 0
 
 
 def sse(event: StreamEvent) -> str:
     body = event.model_dump_json()
-    return f"id: {event.offset}\nevent: {event.type}\ndata: {body}\n\n"
+    sse_id = f"{event.offset}.{event.relay_id}" if isinstance(event, LiveEvent) else event.offset
+    return f"id: {sse_id}\nevent: {event.type}\ndata: {body}\n\n"
 
 
 def wants_json(accept: str | None) -> bool:
@@ -110,13 +125,13 @@ async def run_events(
     """The run's events: SSE by default; a JSON page with `Accept: application/json`."""
     runs = RunService(runs_client, store, settings)
     await runs.describe(run_id)  # 404 for an unknown run
-    start = resume_point(after, last_event_id)
+    start, start_relay = resume_point(after, last_event_id)
     wanted = TypeFilter(types)
     if wants_json(accept):
         return await json_page(runs, run_id, start, wanted, limit, settings.events_query_timeout_s)
     hub = get_hub(request, runs_client, store)
     return StreamingResponse(
-        stream(hub, run_id, start, wanted, settings.events_keepalive_s),
+        stream(hub, run_id, start, wanted, settings.events_keepalive_s, start_relay),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -132,11 +147,16 @@ async def stream_stats(request: Request, _: Reader) -> dict[str, Any]:
 
 
 async def stream(
-    hub: StreamHub, run_id: str, after: int, wanted: TypeFilter, keepalive: float
+    hub: StreamHub,
+    run_id: str,
+    after: int,
+    wanted: TypeFilter,
+    keepalive: float,
+    after_relay: int = 0,
 ) -> AsyncIterator[str]:
     async with contextlib.AsyncExitStack() as stack:
         try:
-            events = await stack.enter_async_context(hub.subscribe(run_id, after))
+            events = await stack.enter_async_context(hub.subscribe(run_id, after, after_relay))
             pending: asyncio.Task[StreamEvent] | None = None
             while True:
                 if pending is None:
