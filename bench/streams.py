@@ -37,9 +37,8 @@ from temporalio.worker import Worker
 
 from activities.llm import activity as llm_activity
 from activities.llm.base import DeltaSink
-from bench.server import start_dev_server
+from bench.server import figures_only, start_dev_server
 from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
-from duratask.logging import configure_logging
 from tests.stack import Stack, run_stack
 from workflows.models import LlmRequest, LlmResponse, Usage
 
@@ -226,7 +225,7 @@ async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")  # the figures, not the run logs
+    figures_only()  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="tokens per second")

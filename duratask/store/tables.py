@@ -122,3 +122,14 @@ class HealthVerdictRow(Base):
     report: Mapped[str] = mapped_column(Text)
     checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunMentionRow(Base):
+    """An @identity written in a comment: who was mentioned, where (lower-cased identity)."""
+
+    __tablename__ = "run_mentions"
+
+    comment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    run_id: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
