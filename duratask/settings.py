@@ -132,6 +132,8 @@ class Settings(BaseSettings):
     regression_min_baseline: int = 3
     regression_min_latency_ms: int = 100
     regression_max_definitions: int = 200
+    # every definition's health checked on a Temporal Schedule this often ("" = never)
+    health_check_every: str = "15m"
 
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000

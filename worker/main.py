@@ -19,11 +19,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.bundles import StoreActivities
+from activities.health import HealthActivities
 from activities.llm.activity import LlmActivities
 from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from duratask.health_schedule import ensure_health_schedule
 from duratask.logging import configure_logging, get_logger
 from duratask.peers import PeerMismatch, joined
 from duratask.schedules.service import ScheduleService
@@ -34,6 +36,7 @@ from duratask.store.deltas import DeltaRelay
 from duratask.telemetry import runtime_for, tracing_on
 from worker.client import connect
 from worker.run_metrics import RunMetricsInterceptor
+from workflows.health_check import HealthCheckWorkflow
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -55,6 +58,7 @@ def activities_for(
     found = [llm.complete, tools.call, notify.notify]
     if store is not None:
         found.append(StoreActivities(store).resolve_bundle)
+        found.append(HealthActivities(settings, store).check_all)
     return found
 
 
@@ -85,7 +89,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TaskRunWorkflow],
+        workflows=[TaskRunWorkflow, HealthCheckWorkflow],
         activities=list(
             activities
             if activities is not None
@@ -116,6 +120,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         except (NotImplementedError, RuntimeError):
             pass
     async with joined(store.engine, settings, "worker"):
+        await ensure_health_schedule(client, settings)
         log.info(
             "worker started",
             task_queue=settings.task_queue,
