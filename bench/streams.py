@@ -9,7 +9,7 @@ Measures, on a dev server with a real worker and gateway in this process:
   streaming off and nobody watching.
 - SSE delivery lag of the model's text (the model produced a fragment -> an SSE
   client received it), p50/p99, with 1 and 100 clients on one run. It includes the
-  200 ms coalescing window, the relay (or, before it, the publish signal and the
+  coalescing window (100 ms; 200 ms before the relay), the relay (or, before it, the publish signal and the
   shared subscription's poll) and the fan-out to every client.
 - The raw baseline, measured in the same process: the SDK's Workflow Streams used
   directly (one item per token, 200 ms batches, one subscriber), its lag and its
@@ -197,7 +197,7 @@ async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
                 batch_lines.append(line(f"duratask, {n} client(s), per event", lags))
             raw_lags, raw_id = await raw_run(client, raw_queue, RawStreamInput(tokens, per_s))
             print(line("raw Workflow Streams, 1 subscriber", raw_lags))
-            print("llm.delta events (coalesced 200 ms batches; lag from their first token)")
+            print("llm.delta events (coalesced batches; lag from their first token)")
             for text in batch_lines:
                 print(text)
 
