@@ -160,9 +160,7 @@ class RunFeed:
         self._changed = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
         self.task = asyncio.create_task(self._pump(), name=f"feed:{run_id}")
-        self.relay_task: asyncio.Task[None] | None = None
-        if hub.relay is not None:
-            self.relay_task = asyncio.create_task(self._relay_pump(), name=f"relay:{run_id}")
+        self.relay_task: asyncio.Task[None] | None = None  # started for a running run only
 
     # ------------------------------------------------------------ the one subscription
     async def _pump(self) -> None:
@@ -173,6 +171,9 @@ class RunFeed:
             if await is_closed(self.hub.client, self.run_id):
                 await self._drain_closed()  # queries only: bounded when no worker answers
                 return
+            if self.hub.relay is not None:  # live-only events exist while the run runs
+                name = f"relay:{self.run_id}"
+                self.relay_task = asyncio.create_task(self._relay_pump(), name=name)
             async for item in stream.subscribe(
                 [TOPIC], from_offset=self.next_offset, poll_cooldown=cooldown
             ):
