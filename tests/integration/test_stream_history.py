@@ -79,13 +79,14 @@ def _paced_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_llm_call_steps_unwatched_stay_within_budget(stack: Stack) -> None:
-    await stack.put_definition(paced("one", 1, tokens=20, per_s=400))
-    await stack.put_definition(paced("three", 3, tokens=20, per_s=400))
+    # answers of 0.4 s: a few delta batches each, as a real model's short answer
+    await stack.put_definition(paced("one", 1, tokens=40, per_s=100))
+    await stack.put_definition(paced("three", 3, tokens=40, per_s=100))
     one = await history_len(stack, await run_unwatched(stack, "one"))
     three = await history_len(stack, await run_unwatched(stack, "three"))
     per_step = (three - one) / 2
     assert per_step <= STEP_BUDGET, (one, three)
-    # and a streamed answer adds nothing to it: 300 tokens cost what 20 do
+    # and a longer streamed answer adds nothing to it: 300 tokens cost what 40 do
     await stack.put_definition(paced("long", 1, tokens=300, per_s=600))
     assert await history_len(stack, await run_unwatched(stack, "long")) == one
 
