@@ -9,7 +9,7 @@ Measures, on a dev server with a real worker and gateway in this process:
   streaming off and nobody watching.
 - SSE delivery lag of the model's text (the model produced a fragment -> an SSE
   client received it), p50/p99, with 1 and 100 clients on one run. It includes the
-  coalescing window (100 ms; 200 ms before the relay), the relay (or, before it, the publish signal and the
+  200 ms coalescing window, the relay (or, before it, the publish signal and the
   shared subscription's poll) and the fan-out to every client.
 - The raw baseline, measured in the same process: the SDK's Workflow Streams used
   directly (one item per token, 200 ms batches, one subscriber), its lag and its

@@ -110,8 +110,8 @@ class Settings(BaseSettings):
 
     # Live run events (docs/events.md)
     stream_llm_deltas: bool = True  # relay the model's text as live `llm.delta` events
-    llm_delta_interval_ms: int = 100  # one relayed batch per interval (no history cost)
-    events_delta_poll_ms: int = 50  # a watched run's relay is read this often (no history)
+    llm_delta_interval_ms: int = 200  # one relayed batch per interval (no history cost)
+    events_delta_poll_ms: int = 25  # a watched run's relay is read this often (no history)
     stream_delta_ttl_s: float = 600.0  # relayed token deltas are pruned after this
     events_keepalive_s: float = 15.0  # SSE keep-alive comment when idle
     events_max_lag: int = 2000  # events a slow SSE client may trail before it is dropped

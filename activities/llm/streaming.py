@@ -1,7 +1,7 @@
 """Token streaming: the LLM activity's `on_delta` sink, relaying `llm.delta` batches.
 
 A provider calls the sink once per text fragment. The fragments are coalesced and
-written as one `llm.delta` item every `interval` (100 ms by default) to the store's
+written as one `llm.delta` item every `interval` (200 ms by default) to the store's
 live relay (`duratask.store.deltas`), which the gateways read while someone watches
 the run. Nothing of it enters the run's history: a streamed call costs the history of
 the activity alone (scheduled, started, completed), watched or not, however many
