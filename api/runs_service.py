@@ -295,6 +295,7 @@ class RunService:
                 priority=TemporalPriority(priority_key=meta.priority.key, fairness_key=meta.owner),
                 static_summary=f"{definition.name or definition.id} v{inp.bundle.root.version}",
                 static_details=definition.description,
+                memo={MEMO_SOURCE: dict(meta.source)} if meta.source else None,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except WorkflowAlreadyStartedError:
@@ -500,11 +501,11 @@ class RunService:
             await iterator.fetch_next_page()
         except RPCError as e:
             raise map_rpc_error(e) from None
-        items = [self._summary(w) for w in iterator.current_page or []]
+        items = [await self._summary(w) for w in iterator.current_page or []]
         next_token = iterator.next_page_token
         return items, encode_page_token(next_token)
 
-    def _summary(self, w: WorkflowExecution) -> RunSummary:
+    async def _summary(self, w: WorkflowExecution) -> RunSummary:
         sa = w.typed_search_attributes
         status = sa.get(contracts.SA_STATUS) or "queued"
         if w.status is not None and w.status != WorkflowExecutionStatus.RUNNING:
@@ -523,6 +524,7 @@ class RunService:
             start_time=w.start_time,
             close_time=w.close_time,
             temporal_ui_url=self.ui_url(w.id),
+            source=await _memo_source(w),
         )
 
     # ------------------------------------------------------------ change
@@ -614,3 +616,14 @@ def _error(code: str, message: str) -> Any:
     from workflows.models import RunError
 
     return RunError(code=code, message=message)
+
+
+MEMO_SOURCE = "source"  # the run's `source`, in its memo so that run lists can show it
+
+
+async def _memo_source(w: WorkflowExecution) -> dict[str, str]:
+    try:
+        value = await w.memo_value(MEMO_SOURCE, {})
+    except Exception:  # an unreadable memo (another codec) leaves the list readable
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}

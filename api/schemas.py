@@ -99,6 +99,9 @@ class RunSummary(BaseModel):
     start_time: datetime | None = None
     close_time: datetime | None = None
     temporal_ui_url: str | None = None
+    # where the run came from (`source` of POST /v1/runs) and who holds it (a handoff)
+    source: dict[str, str] = Field(default_factory=dict)
+    assignee: str | None = None
 
 
 class RunPage(BaseModel):

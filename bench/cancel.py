@@ -29,8 +29,7 @@ from temporalio.worker import Worker
 
 from activities.tools.registry import ToolContext, ToolRegistry
 from bench.baseline import MARKS, RawCancelWorkflow, raw_hang
-from bench.server import start_dev_server
-from duratask.logging import configure_logging
+from bench.server import figures_only, start_dev_server
 from tests.stack import run_stack
 
 
@@ -117,7 +116,7 @@ async def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")  # the figures, not the run logs
+    figures_only()  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

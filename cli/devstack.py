@@ -34,6 +34,7 @@ from api.app import create_app
 from api.auth import SCOPES, is_loopback, open_auth_warning, open_bind_refusal
 from cli.output import console
 from duratask.files import create_private, open_private_append, private_dir
+from duratask.health_schedule import ensure_health_schedule
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
@@ -306,6 +307,7 @@ async def run_dev(
             raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
         await prepare_namespace(client, settings.namespace)
         await stack.enter_async_context(build_worker(client, settings))
+        await ensure_health_schedule(client, settings)  # definition health, periodically
         server = EmbeddedServer(
             uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
         )

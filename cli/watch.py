@@ -229,7 +229,7 @@ class Follower:
         self.run_id = run_id
         self.on_event = on_event
         self.err = err
-        self.last_id: int | None = None
+        self.last_id: str | None = None
         self.final: str | None = None
 
     def run(self) -> str:
@@ -272,7 +272,7 @@ class Follower:
                     if not sse.data:
                         continue
                     ev = json.loads(sse.data)
-                    self.last_id = ev["offset"]
+                    self.last_id = sse.id or str(ev["offset"])  # `12`, or `12.345` (a delta)
                     self.on_event(ev)
                     if ev["type"] in TERMINAL:
                         self.final = TERMINAL[ev["type"]]

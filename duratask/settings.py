@@ -159,8 +159,10 @@ class Settings(BaseSettings):
     heartbeat_throttle_s: float = 0.5
 
     # Live run events (docs/events.md)
-    stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events
-    llm_delta_interval_ms: int = 200  # one publish signal per interval, not per token
+    stream_llm_deltas: bool = True  # relay the model's text as live `llm.delta` events
+    llm_delta_interval_ms: int = 200  # one relayed batch per interval (no history cost)
+    events_delta_poll_ms: int = 25  # a watched run's relay is read this often (no history)
+    stream_delta_ttl_s: float = 600.0  # relayed token deltas are pruned after this
     events_keepalive_s: float = 15.0  # SSE keep-alive comment when idle
     events_max_lag: int = 2000  # events a slow SSE client may trail before it is dropped
     events_poll_cooldown_ms: int = 50  # pause between the shared subscription's polls
@@ -180,6 +182,8 @@ class Settings(BaseSettings):
     regression_min_baseline: int = 3
     regression_min_latency_ms: int = 100
     regression_max_definitions: int = 200
+    # every definition's health checked on a Temporal Schedule this often ("" = never)
+    health_check_every: str = "15m"
 
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000

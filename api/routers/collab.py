@@ -20,8 +20,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import DefinitionsDep, Reader, RunsDep, Writer
+from api.deps import DefinitionsDep, Reader, RunsDep, SettingsDep, Writer
 from api.errors import COMMON, TEMPORAL, ApiError, conflict, responses, unprocessable
+from api.mentions import notify_mentions
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
 from api.schemas import MAX_INT, RatingSummary, RunView
@@ -265,12 +266,21 @@ async def rating_report(
 
 @router.post("/v1/runs/{run_id}/comments", status_code=status.HTTP_201_CREATED)
 async def add_comment(
-    run_id: str, body: CommentRequest, runs: Runs, collab: Collab, who: Writer
+    run_id: str,
+    body: CommentRequest,
+    runs: Runs,
+    collab: Collab,
+    who: Writer,
+    settings: SettingsDep,
 ) -> Comment:
-    """Add a comment, a note, or a handoff (`to` becomes the run's assignee) as the caller."""
+    """Add a comment, a note, or a handoff (`to` becomes the run's assignee) as the caller.
+
+    Every `@identity` in the body is a mention: listed at `GET /v1/mentions?to=` and sent
+    to the notify webhook (`DURATASK_NOTIFY_WEBHOOK_URL`), one message per identity."""
     desc = await _require_run(runs, run_id)
     comment = await collab.add_comment(run_id, who.identity, body.kind, body.body, body.to)
     log.info("run comment added", run_id=run_id, kind=body.kind, by=who.identity, to=body.to)
+    notify_mentions(settings, comment)
     if desc.status == WorkflowExecutionStatus.RUNNING:
         await _announce(runs, run_id, comment)
     return comment
@@ -304,6 +314,28 @@ async def list_comments(
         assignee=await collab.assignee(run_id),
         items=items,
         next_page_token=str(nxt) if nxt is not None else None,
+    )
+
+
+class MentionPage(BaseModel):
+    to: str
+    items: list[Comment]
+    next_page_token: str | None = None
+
+
+@router.get("/v1/mentions")
+async def list_mentions(
+    collab: Collab,
+    who: Reader,
+    to: str = Query("me", description="'me' or an identity"),
+    page_size: int = Query(50, ge=1, le=500),
+    page_token: str | None = None,
+) -> MentionPage:
+    """Comments that @mention `to` (default: the caller), newest first."""
+    target = _handoff_target(who, to)
+    items, nxt = await collab.mentions(target, page_size, _cursor(page_token))
+    return MentionPage(
+        to=target, items=items, next_page_token=str(nxt) if nxt is not None else None
     )
 
 

@@ -52,6 +52,7 @@ async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: 
 @router.get("")
 async def list_runs(
     runs: Runs,
+    collab: Collab,
     _: Reader,
     definition_id: str | None = None,
     status: str | None = None,
@@ -61,9 +62,13 @@ async def list_runs(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> RunPage:
+    """Runs, newest first; each with its `source` and current `assignee` (a handoff)."""
     items, token = await runs.search(
         definition_id, status, owner, trigger, parent, page_size, page_token
     )
+    held = await collab.assignees([r.run_id for r in items])
+    for r in items:
+        r.assignee = held.get(r.run_id)
     return RunPage(items=items, next_page_token=token)
 
 

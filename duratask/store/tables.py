@@ -138,3 +138,38 @@ class UsageRow(Base):
     tokens: Mapped[int] = mapped_column(Integer)
     cost_usd: Mapped[float] = mapped_column(Float)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StreamDeltaRow(Base):
+    """A transient live item (the model's text as it is written) relayed to the gateways
+    outside the run's history; pruned after `stream_delta_ttl_s`."""
+
+    __tablename__ = "stream_deltas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(512), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class HealthVerdictRow(Base):
+    """The last health verdict of a definition: an alert fires only when it changes."""
+
+    __tablename__ = "health_verdicts"
+
+    definition_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    report: Mapped[str] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunMentionRow(Base):
+    """An @identity written in a comment: who was mentioned, where (lower-cased identity)."""
+
+    __tablename__ = "run_mentions"
+
+    comment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    run_id: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

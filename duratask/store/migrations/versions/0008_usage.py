@@ -1,15 +1,15 @@
 """the usage table: model usage per call, summed per owner and definition per day
 
-Revision ID: 0006_usage
-Revises: 0004_owners_audit
+Revision ID: 0008_usage
+Revises: 0007_mentions
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_usage"
-down_revision = "0004_owners_audit"  # re-chained after 0005 at merge
+revision = "0008_usage"
+down_revision = "0007_mentions"
 branch_labels = None
 depends_on = None
 
