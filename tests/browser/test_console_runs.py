@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import SignIn, shot
+from tests.browser.conftest import SignIn, put_shared, shot, start_shared
 from tests.stack import Stack
 
 
@@ -212,10 +212,10 @@ async def test_steer_an_agent_from_the_box(sign_in: SignIn, stack: Stack) -> Non
 
 
 async def test_comment_with_a_mention(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition(
-        {"id": "note", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
+    await put_shared(
+        stack, {"id": "note", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
     )
-    run = await stack.start("note")
+    run = await start_shared(stack, "note")  # bob comments as alice's team-mate
     await stack.wait_result(run["run_id"])
     page = await sign_in("bob")
     await page.goto(f"/ui/runs/{run['run_id']}")
@@ -350,8 +350,10 @@ async def test_agent_plan_checklist_and_drift_alert(sign_in: SignIn, stack: Stac
 
 
 async def test_graph_of_a_conditional_and_a_sub_task(sign_in: SignIn, stack: Stack) -> None:
+    # the child waits for alice's decision, so the test (not a timer racing a loaded
+    # machine) decides how long the parent shows "waiting for sub-task"
     await stack.put_definition(
-        {"id": "leaf", "steps": [{"id": "w", "action": "wait", "duration": "2s"}]}
+        {"id": "leaf", "steps": [{"id": "w", "action": "approval", "approvers": ["alice"]}]}
     )
     await stack.put_definition({
         "id": "tree",
@@ -374,6 +376,14 @@ async def test_graph_of_a_conditional_and_a_sub_task(sign_in: SignIn, stack: Sta
     await expect(child).to_have_class(re.compile(r"\bwaiting\b"), timeout=30_000)
     await expect(child).to_contain_text("waiting for sub-task")
     await shot(page, "sub-task-waiting")
+    child_id = f"{run['run_id']}/child"
+    r = await stack.http.post(f"/v1/runs/{child_id}/approvals", json={"decision": "approve"})
+    for _ in range(150):  # the child may not wait at its approval step yet
+        if r.status_code != 409:
+            break
+        await asyncio.sleep(0.2)
+        r = await stack.http.post(f"/v1/runs/{child_id}/approvals", json={"decision": "approve"})
+    assert r.status_code == 202, r.text
     await expect(page.locator("#run-status")).to_have_text("completed", timeout=30_000)
     await expect(page.locator(".node[data-step=skip]")).to_have_attribute("data-status", "skipped")
     await child.get_by_role("link").click()
