@@ -388,7 +388,9 @@ async def run_live(request: Request, id: str) -> Response:
     if not ctx["terminal"]:
         return live
     # the run has ended: swap the action forms too (retry and rating replace cancel)
-    actions = env.get_template("_run_actions.html").render(csrf=session.csrf, oob=True, **ctx)
+    actions = env.get_template("_run_actions.html").render(
+        who=session.principal, csrf=session.csrf, oob=True, **ctx
+    )
     return HTMLResponse(bytes(live.body).decode() + actions)
 
 

@@ -32,6 +32,12 @@ async def test_runs_and_definitions_follow_owners_and_teams(sign_in: SignIn, sta
     await expect(bob.locator("#run-owner")).to_have_text("alice")
     await expect(bob.locator("#run-team")).to_have_text(TEAM)
     await expect(bob.get_by_role("button", name="Retry")).to_be_visible()  # team may change
+    await bob.goto("/ui/definitions/shared")  # bob starts one for the team, as its owner
+    await expect(bob.get_by_label("Owner (optional)")).to_have_count(0)  # admins only
+    await bob.get_by_label("Share with team").select_option(TEAM)
+    await bob.get_by_role("button", name="Start run").click()
+    await expect(bob.locator("#run-owner")).to_have_text("bob")
+    await expect(bob.locator("#run-team")).to_have_text(TEAM)
     await bob.goto("/ui/definitions")
     await expect(bob.get_by_role("link", name="shared", exact=True)).to_be_visible()
     await expect(bob.get_by_role("link", name="private", exact=True)).to_have_count(0)

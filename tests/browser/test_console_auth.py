@@ -78,6 +78,8 @@ async def test_scopes_apply_as_on_the_api(sign_in: SignIn, stack: Stack) -> None
     page = await sign_in("reader")  # tasks:read only
     await page.goto("/ui/definitions/hello")
     await expect(page.locator("#def-owner")).to_have_text("alice")
+    await expect(page.locator("#no-start")).to_be_visible()  # no form for a reader
+    await expect(page.get_by_role("button", name="Start run")).to_have_count(0)
     csrf = await csrf_of(page)
     r = await page.context.request.post(
         f"{stack.url}/ui/definitions/hello/start", form={"csrf": csrf}
