@@ -31,7 +31,7 @@ from api.routers.events import get_hub
 from api.runs_service import RunService
 from api.schemas import RunSummary, RunView, StartRunRequest
 from console.series import Bucket, buckets
-from duratask.access import ADMIN_SCOPE, may_see
+from duratask.access import ADMIN_SCOPE, may_see, with_visibility
 from duratask.schedules.models import ScheduleView
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings
@@ -251,7 +251,8 @@ async def stats(
     s = settings_of(request)
     start = window_start(None, window, s.insights_default_window)
     svc = await insights(request, who)
-    query = run_query(owner=owner, definition_id=definition_id, since=start)
+    # the charts read the same runs as the stats: only those `who` may see
+    query = with_visibility(run_query(owner=owner, definition_id=definition_id, since=start), who)
     summary, (records, _) = await asyncio.gather(
         svc.stats(owner, definition_id, start, s.insights_max_runs),
         scan(svc.client, query, s.insights_max_runs),

@@ -62,3 +62,7 @@ async def test_runs_and_definitions_follow_owners_and_teams(sign_in: SignIn, sta
     await expect(carol.locator("#error-detail")).to_have_text(f"run '{ours}' not found")
     await carol.goto("/ui/definitions")
     await expect(carol.get_by_role("link", name="shared", exact=True)).to_have_count(0)
+    # nor in insights: the cards and the charts count only runs she may see (none)
+    await carol.goto("/ui/insights?window=24h")
+    await expect(carol.locator("figure.timechart")).to_have_count(5)
+    await expect(carol.locator("figure.timechart svg rect.bar")).to_have_count(0)
