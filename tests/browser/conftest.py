@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,6 +24,9 @@ from duratask.settings import ApiKey, OpenAISettings
 from tests.fakes.openai_server import FakeLlmServer, serve_fake_llm
 from tests.stack import Stack, run_stack
 
+# expect() retries until its timeout: generous, for a loaded 2-core machine (a passing
+# check returns as soon as it holds, so this costs nothing when all is well)
+expect.set_options(timeout=20_000)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 CHROMIUM_ARGS = [
     "--headless=new",
