@@ -96,16 +96,33 @@ class Authenticator:
             )
         except jwt.PyJWTError as e:
             raise ApiError(401, f"invalid token: {e}") from None
-        scopes = claims.get("scope") or claims.get("scopes") or []
-        if isinstance(scopes, str):
-            scopes = scopes.split()
+        scopes = _names(claims, "scope") or _names(claims, "scopes")
         identity = claims.get("email") or claims.get("sub")
         if not identity:
             raise ApiError(401, "invalid token: no 'sub' or 'email' claim")
-        groups = claims.get("groups") or []
-        if isinstance(groups, str):
-            groups = groups.split()
-        return Principal(str(identity), frozenset(scopes), frozenset(str(g) for g in groups))
+        if not isinstance(identity, str):
+            raise ApiError(401, "invalid token: 'sub' and 'email' must be strings")
+        groups = _names(claims, "groups")
+        return Principal(identity, frozenset(scopes), frozenset(groups))
+
+
+def _names(claims: dict[str, Any], claim: str) -> list[str]:
+    """A claim that is a space-separated string or a list of strings; any other type is
+    a malformed token (401), never a server error."""
+    value = claims.get(claim)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        return [str(v) for v in value]
+    raise ApiError(
+        401,
+        f"invalid token: claim '{claim}' must be a string or a list of strings",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def require_scope(principal: Principal, scope: str) -> None:

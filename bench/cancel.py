@@ -4,7 +4,7 @@ How long after a cancel does a running tool call learn of it (its `CancelledErro
 Temporal delivers a cancellation to an activity only in the answer to a heartbeat, and
 the SDK sends heartbeats at most every 80% of the heartbeat timeout by default, so a
 raw activity with a 10 s heartbeat timeout hears of it up to 8 s late. duratask's
-worker caps that at `heartbeat_throttle_s` (1 s by default).
+worker caps that at `heartbeat_throttle_s` (0.5 s by default).
 
 - duratask: `POST /v1/runs/{id}/cancel` through the gateway while a `tool_call` step
   runs a tool that waits forever; the tool records when it is cancelled.

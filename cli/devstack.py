@@ -339,10 +339,12 @@ def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[s
     if provider == "scripted":
         out.print(
             "  model        [yellow]no model provider configured: using the offline `scripted` "
-            "model[/yellow] (set DURATASK_OPENAI__API_KEY or DURATASK_OPENAI__BASE_URL)"
+            "model[/yellow] (set DURATASK_MODEL_ENDPOINTS, or DURATASK_OPENAI__API_KEY or "
+            "DURATASK_OPENAI__BASE_URL)"
         )
     else:
-        out.print(f"  model        {provider} / {settings.model_name}")
+        name = settings.model_name or "the first model the server lists"
+        out.print(f"  model        endpoint '{settings.model_endpoint}' ({provider}) / {name}")
     out.print(f"  examples     {', '.join(loaded) or 'none'}")
     out.print(
         f"  auth         you are '{settings.dev_identity}'; token in .duratask/dev-token\n"

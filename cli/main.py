@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals, client, collab, defs, runs
+from cli import approvals, client, collab, defs, governance, runs
 from cli import audit as audit_cli
 from cli import mcp as mcp_cli
 from cli import schedules as schedules_cli
@@ -50,6 +50,10 @@ app.command("audit")(audit_cli.audit)
 app.command("regressions")(regressions)
 runs.app.command("compare")(compare)
 defs.app.command("health")(health)
+runs.app.command("input")(governance.submit_input)  # docs/runs.md#human-input
+runs.app.command("budget")(governance.raise_budget)  # docs/models-and-tools.md#budgets
+runs.app.command("rerun")(governance.rerun)
+defs.app.command("promote")(governance.promote)
 app.command("mcp")(mcp_cli.mcp)  # duratask as an MCP server on stdio (docs/mcp.md)
 
 

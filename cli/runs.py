@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "cancelled": "yellow",
     "running": "cyan",
     "awaiting_approval": "magenta",
+    "awaiting_input": "magenta",
 }
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 3}
 

@@ -116,6 +116,10 @@ class RunView:
             self.approvals[sid or "?"] = data
             if sid:
                 self.step(sid).status = "waiting"
+        elif kind == EventType.AWAITING_INPUT:  # an `input` step waits for a value
+            self.status = "awaiting_input"
+            if sid:
+                self.step(sid).status = "waiting"
         elif kind == EventType.APPROVAL_DECIDED:
             self.approvals.pop(sid or "?", None)
         elif kind in (EventType.TOOL_REQUESTED, EventType.CHILD_STARTED) and sid:
@@ -199,7 +203,8 @@ def _detail(kind: str, data: dict[str, Any], message: str | None) -> str:
     if kind == EventType.PROGRESS:
         return f"{data.get('percent', 0)}%"
     if kind == EventType.LLM_COMPLETED:
-        return f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        tokens = f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        return tokens + (" (estimated)" if data.get("usage_estimated") else "")
     if kind in (EventType.TOOL_REQUESTED, EventType.TOOL_COMPLETED):
         return f"{data.get('tool', '')}" + (" error" if data.get("error") else "")
     if kind == EventType.LLM_RETRY:

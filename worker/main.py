@@ -25,6 +25,7 @@ from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.mcp import McpActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from activities.usage import UsageActivities
 from duratask.access import SYSTEM
 from duratask.logging import configure_logging, get_logger
 from duratask.peers import PeerMismatch, joined
@@ -57,6 +58,7 @@ def activities_for(
     found.append(McpActivities(settings).list_tools)  # MCP tool sources (docs/mcp.md)
     if store is not None:
         found.append(StoreActivities(store).resolve_bundle)
+        found.append(UsageActivities(store).record_usage)  # daily budgets
     return found
 
 

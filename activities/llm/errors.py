@@ -62,6 +62,21 @@ def from_status_error(status: int, body: Any, headers: Mapping[str, str] | None)
     )
 
 
+def _cause(exc: BaseException) -> str:
+    """The innermost cause of a connection failure, e.g. `ConnectError: [Errno 111] ...`."""
+    seen: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in seen and len(seen) < 8:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    for inner in reversed(seen):
+        text = str(inner).strip()
+        if text and text not in ("Connection error.", "Request timed out."):
+            return f"{type(inner).__name__}: {text[:300]}"
+    return type(seen[-1]).__name__
+
+
 def connection_error(provider: str, exc: BaseException) -> ProviderError:
+    """`provider` names where the call went (an endpoint's label: its name and URL)."""
     kind = "timed out" if "timeout" in type(exc).__name__.lower() else "connection failed"
-    return ProviderError(f"{provider} {kind}: {type(exc).__name__}", code="CONNECTION_ERROR")
+    return ProviderError(f"{provider} {kind}: {_cause(exc)}", code="CONNECTION_ERROR")

@@ -10,7 +10,6 @@ a raw Temporal signal bypasses the gateway.
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import datetime
 from typing import Any, Literal
 
@@ -21,7 +20,8 @@ from temporalio.service import RPCError
 
 from api.auth import Principal
 from api.deps import Approver, PrincipalDep, RunsDep
-from api.errors import ApiError, conflict, map_rpc_error
+from api.errors import COMMON, TEMPORAL, ApiError, conflict, map_rpc_error, responses
+from api.paging import decode_page_token, encode_page_token
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService, _quote
 from duratask import access
@@ -32,7 +32,7 @@ from workflows.models import ApprovalDecision, RunStatus
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 
 Runs = RunsDep
@@ -144,7 +144,7 @@ async def list_approvals(
     )
     if not mine:
         query = access.with_visibility(query, who)
-    token = base64.urlsafe_b64decode(page_token) if page_token else None
+    token = decode_page_token(page_token)
     iterator = runs.client.list_workflows(query, page_size=page_size, next_page_token=token)
     try:
         await iterator.fetch_next_page()
@@ -155,7 +155,7 @@ async def list_approvals(
     return ApprovalPage(
         approver=names,
         items=sorted(items, key=lambda i: str(i.requested_at or "")),
-        next_page_token=base64.urlsafe_b64encode(nxt).decode() if nxt else None,
+        next_page_token=encode_page_token(nxt),
     )
 
 

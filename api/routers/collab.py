@@ -21,10 +21,10 @@ from temporalio.service import RPCError
 
 from api.auth import Principal
 from api.deps import DefinitionsDep, Reader, RunsDep, Writer
-from api.errors import ApiError, conflict, unprocessable
+from api.errors import COMMON, TEMPORAL, ApiError, conflict, responses, unprocessable
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
-from api.schemas import RatingSummary, RunView
+from api.schemas import MAX_INT, RatingSummary, RunView
 from duratask.access import is_admin
 from duratask.logging import get_logger
 from duratask.store.collab import (
@@ -41,7 +41,7 @@ from workflows.models import RunComment, RunState, RunStatus
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
-router = APIRouter(tags=["collaboration"])
+router = APIRouter(tags=["collaboration"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 MAX_BODY = 10_000
 
@@ -146,8 +146,8 @@ async def _known(runs: RunService, collab: CollabStore, run_id: str) -> None:
 def _cursor(token: str | None) -> int | None:
     if token is None or token == "":
         return None
-    if not token.isdigit():
-        raise unprocessable(f"page_token {token!r} is not a token this endpoint gave out")
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):  # '²'.isdigit()
+        raise unprocessable(f"page_token {token[:40]!r} is not a token this endpoint gave out")
     return int(token)
 
 
@@ -174,7 +174,10 @@ async def with_collab(state: RunState, collab: CollabStore) -> RunView:
 # ---------------------------------------------------------------- ratings
 
 
-@router.put("/v1/runs/{run_id}/rating")
+@router.put(
+    "/v1/runs/{run_id}/rating",
+    responses={201: {"description": "A first rating by this caller", "model": Rating}},
+)
 async def rate_run(
     run_id: str, body: RatingRequest, response: Response, runs: Runs, collab: Collab, who: Writer
 ) -> Rating:
@@ -233,7 +236,7 @@ async def rating_report(
     definition_id: str | None = None,
     identity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> RatingReport:
     """Ratings across runs (of one definition, by one identity), newest first, with totals.
     Without `tasks:admin`: everyone's ratings of a definition you may see (404 for one you

@@ -22,9 +22,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.deps import Admin, Reader, RunsDep, SettingsDep, StoreDep, TemporalDep
-from api.errors import ApiError, unprocessable
+from api.errors import COMMON, TEMPORAL, ApiError, responses, unprocessable
 from api.run_ids import child_route
 from api.runs_service import RunService
+from api.schemas import MAX_INT
 from api.streams import FellBehind, StreamHub, events_from_state, is_closed, query_events
 from duratask.access import SYSTEM
 from duratask.logging import get_logger
@@ -34,7 +35,7 @@ from workflows.models import StreamEvent
 
 log = get_logger(__name__)
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 MAX_PAGE = 5000
 
@@ -73,11 +74,14 @@ def resume_point(after: int | None, last_event_id: str | None) -> int:
     """The offset to resume after: `Last-Event-ID` (a reconnect) wins over `?after=`."""
     if last_event_id is not None and last_event_id.strip():
         try:
-            return int(last_event_id.strip())
+            offset = int(last_event_id.strip())
         except ValueError:
+            offset = MAX_INT + 1
+        if not -1 <= offset <= MAX_INT:
             raise unprocessable(
-                f"Last-Event-ID must be an event offset (an integer), got {last_event_id!r}"
+                f"Last-Event-ID must be an event offset (an integer), got {last_event_id[:40]!r}"
             ) from None
+        return offset
     return -1 if after is None else after
 
 
@@ -103,7 +107,7 @@ async def run_events(
     runs: RunsDep,
     settings: SettingsDep,
     _: Reader,
-    after: int | None = Query(None, ge=-1, description="Resume after this offset"),
+    after: int | None = Query(None, ge=-1, le=MAX_INT, description="Resume after this offset"),
     types: list[str] = Query([], description="Only these types (comma-separated; `llm.*`)"),
     limit: int = Query(500, ge=1, le=MAX_PAGE, description="JSON page size"),
     accept: str | None = Header(None),

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import Reader, RunsDep, Writer
+from api.errors import COMMON, TEMPORAL, responses
 from api.routers.collab import Collab, with_collab
 from api.run_ids import child_route
 from api.schemas import (
@@ -23,13 +24,19 @@ from api.schemas import (
 )
 from workflows.models import Intervention, RunState
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], responses=responses(*COMMON, 404, 409, *TEMPORAL)
+)
 
 
 Runs = RunsDep
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "The idempotency_key was used: that run", "model": RunState}},
+)
 async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: Writer) -> RunState:
     """Start a run (201). With an `idempotency_key` already used, returns that run (200).
 
@@ -81,7 +88,10 @@ async def get_run(
     return await with_collab(await runs.get_with_children(run_id), collab)
 
 
-@router.get("/{run_id}/result")
+@router.get(
+    "/{run_id}/result",
+    responses={202: {"description": "Not ended within `wait`: the state now", "model": RunResult}},
+)
 async def get_result(
     run_id: str,
     response: Response,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -118,3 +118,23 @@ class AuditRow(Base):
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     team: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+
+
+class UsageRow(Base):
+    """One model call's usage, for the daily budgets per owner and per definition
+    (docs/models-and-tools.md#budgets). `key` makes recording a call idempotent."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_day_owner", "day", "owner"),
+        Index("ix_usage_day_definition", "day", "definition_id"),
+    )
+
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    definition_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(512))
+    tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
