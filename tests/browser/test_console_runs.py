@@ -332,6 +332,8 @@ async def test_agent_plan_checklist_and_drift_alert(sign_in: SignIn, stack: Stac
         {"tool_calls": [call("add", "x1", a=1, b=1)]},
         {"tool_calls": [call("add", "x2", a=1, b=2)]},
         {"tool_calls": [call("add", "x3", a=1, b=3)], "delay": 2},
+        # the plan advances only by the plan tool (a numbered list in prose is an answer)
+        {"tool_calls": [call("plan", "p2", done=[2, 3])], "delay": 2},
         {"text": "1. [x] gather\n2. [x] analyse\n3. [x] report", "delay": 2},
     ]
     await stack.put_definition({
