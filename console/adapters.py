@@ -17,7 +17,9 @@ from fastapi import Request, Response
 from temporalio.client import Client
 
 from api.auth import Principal, require_scope
+from api.definitions_service import DefinitionService
 from api.deps import get_temporal
+from api.errors import ApiError
 from api.insights.deps import insights_service
 from api.insights.records import run_query, scan
 from api.insights.service import InsightsService, window_start
@@ -29,6 +31,7 @@ from api.routers.events import get_hub
 from api.runs_service import RunService
 from api.schemas import RunSummary, RunView, StartRunRequest
 from console.series import Bucket, buckets
+from duratask.access import ADMIN_SCOPE, may_see, with_visibility
 from duratask.schedules.models import ScheduleView
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings
@@ -51,6 +54,11 @@ def store_of(request: Request) -> DefinitionStore:
 
 async def client_of(request: Request) -> Client:
     return await get_temporal(request)
+
+
+def definitions_of(request: Request, who: Principal) -> DefinitionService:
+    """The definitions `who` may see: the access rule applies as on the API."""
+    return DefinitionService(store_of(request), who)
 
 
 async def runs_of(request: Request, who: Principal) -> RunService:
@@ -182,7 +190,7 @@ async def decide(
 # ---------------------------------------------------------------- definitions
 async def definitions(request: Request, who: Principal) -> list[StoredVersion]:
     require_scope(who, READ)
-    items, _ = await store_of(request).list_latest(500, 0)
+    items, _ = await definitions_of(request, who).list_latest(500, 0)
     return items
 
 
@@ -190,12 +198,12 @@ async def definition(
     request: Request, who: Principal, definition_id: str, version: int | None = None
 ) -> StoredVersion:
     require_scope(who, READ)
-    return await store_of(request).get(definition_id, version)
+    return await definitions_of(request, who).get(definition_id, version)
 
 
 async def versions(request: Request, who: Principal, definition_id: str) -> list[StoredVersion]:
     require_scope(who, READ)
-    return await store_of(request).versions(definition_id)
+    return await definitions_of(request, who).versions(definition_id)
 
 
 # ---------------------------------------------------------------- schedules
@@ -219,7 +227,8 @@ async def schedule_action(request: Request, who: Principal, sid: str, action: st
 
 
 async def set_scheduling(request: Request, who: Principal, enabled: bool) -> None:
-    require_scope(who, WRITE)
+    """The global switch: `tasks:admin`, checked first as `PUT /v1/scheduling` does."""
+    require_scope(who, ADMIN_SCOPE)
     await (await schedules_of(request, who)).set_enabled(enabled)
 
 
@@ -242,7 +251,8 @@ async def stats(
     s = settings_of(request)
     start = window_start(None, window, s.insights_default_window)
     svc = await insights(request, who)
-    query = run_query(owner=owner, definition_id=definition_id, since=start)
+    # the charts read the same runs as the stats: only those `who` may see
+    query = with_visibility(run_query(owner=owner, definition_id=definition_id, since=start), who)
     summary, (records, _) = await asyncio.gather(
         svc.stats(owner, definition_id, start, s.insights_max_runs),
         scan(svc.client, query, s.insights_max_runs),
@@ -252,6 +262,25 @@ async def stats(
 
 def require_read(who: Principal) -> None:
     require_scope(who, READ)
+
+
+def require_write(who: Principal) -> None:
+    require_scope(who, WRITE)
+
+
+async def may_change(request: Request, who: Principal, run: RunView) -> bool:
+    """Whether the run's action forms are shown: `tasks:write` and the run is the caller's,
+    their team's, or (for a child) under a root they may change; an approver who may only
+    see the run gets none (the service answers 403 to them)."""
+    if not who.has(WRITE):
+        return False
+    if may_see(who, run.owner, run.team):
+        return True
+    try:
+        await (await runs_of(request, who)).may_act(run.run_id)
+    except ApiError:
+        return False
+    return True
 
 
 def definition_yaml(definition: Any) -> list[Any]:

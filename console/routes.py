@@ -34,6 +34,7 @@ from console import adapters, graph
 from console.forms import FormProblem, input_fields, parse_inputs
 from console.series import charts
 from console.session import COOKIE, Session, Sessions
+from duratask.access import AccessDenied, is_admin
 from duratask.schedules.service import ScheduleError
 from duratask.store.definitions import NotFound
 from workflows.models import Priority, RunState, RunStatus
@@ -78,8 +79,10 @@ def problem(e: Exception) -> tuple[int, str, list[dict[str, Any]]]:
         return e.status, str(e.detail), list(e.extra.get("problems") or [])
     if isinstance(e, NotFound):
         return 404, str(e), []
-    if isinstance(e, ScheduleError):
-        return {"not_found": 404, "conflict": 409}.get(e.kind, 422), e.message, []
+    if isinstance(e, AccessDenied):
+        return e.status, e.message, []
+    if isinstance(e, ScheduleError):  # as api/errors.py maps it
+        return {"not_found": 404, "conflict": 409, "forbidden": 403}.get(e.kind, 422), e.message, []
     if isinstance(e, ValidationError):
         probs = pydantic_problems(e)
         return 422, "; ".join(f"{p.get('field')}: {p.get('message')}" for p in probs), probs
@@ -91,7 +94,15 @@ def problem(e: Exception) -> tuple[int, str, list[dict[str, Any]]]:
     raise e
 
 
-HANDLED = (ApiError, NotFound, ScheduleError, ValidationError, FormProblem, RPCError)
+HANDLED = (
+    ApiError,
+    NotFound,
+    AccessDenied,
+    ScheduleError,
+    ValidationError,
+    FormProblem,
+    RPCError,
+)
 
 
 async def nav_count(request: Request, who: Principal) -> int | None:
@@ -329,6 +340,7 @@ async def run_context(request: Request, who: Principal, run_id: str) -> dict[str
     live = not run.status.terminal or any(not c.status.terminal for c in run.children)
     return dict(
         run=run,
+        may_change=await adapters.may_change(request, who, run),
         nodes=nodes,
         run_url=run_url,
         pending=pending,
@@ -376,7 +388,9 @@ async def run_live(request: Request, id: str) -> Response:
     if not ctx["terminal"]:
         return live
     # the run has ended: swap the action forms too (retry and rating replace cancel)
-    actions = env.get_template("_run_actions.html").render(csrf=session.csrf, oob=True, **ctx)
+    actions = env.get_template("_run_actions.html").render(
+        who=session.principal, csrf=session.csrf, oob=True, **ctx
+    )
     return HTMLResponse(bytes(live.body).decode() + actions)
 
 
@@ -507,11 +521,12 @@ async def approvals(request: Request) -> Response:
     # visibility lags a decision: each run's own state says whether it still waits
     runs = await asyncio.gather(*(fresh_run(request, session.principal, a.run_id)
                                   for a in pending.items))  # fmt: skip
-    items, context, now = [], {}, {}
+    items, context, now, owners = [], {}, {}, {}
     for a, run in zip(pending.items, runs, strict=True):
         if run is None or not run.pending_approvals:
             continue
         items.append(a)
+        owners[a.run_id] = (run.owner, run.team)
         context[a.run_id] = earlier_outputs(run)
         now[a.run_id] = run.pending_approvals[-1]
     return await page(
@@ -522,6 +537,7 @@ async def approvals(request: Request) -> Response:
         left=time_left,
         context=context,
         pending=now,
+        owners=owners,
         run_url=run_url,
         may_decide=lambda run_id: adapters.may_decide(session.principal, now[run_id]),
     )
@@ -618,6 +634,7 @@ async def definition(request: Request, definition_id: str, version: int | None =
 @router.post("/definitions/{definition_id}/start")
 async def definition_start(request: Request, definition_id: str) -> Response:
     async def work(s: Session, f: FormData) -> str:
+        adapters.require_write(s.principal)  # as POST /v1/runs: the scope before the lookup
         stored = await adapters.definition(request, s.principal, definition_id)
         body = StartRunRequest(
             definition_id=definition_id,
@@ -625,6 +642,7 @@ async def definition_start(request: Request, definition_id: str) -> Response:
             input=parse_inputs(stored.definition, f),
             priority=Priority(field(f, "priority", "normal") or "normal"),
             owner=field(f, "owner") or None,
+            team=field(f, "team") or None,
         )
         state = await adapters.start_run(request, s.principal, body)
         return run_url(state.run_id)
@@ -660,7 +678,14 @@ async def schedules(request: Request) -> Response:
         items, enabled = await adapters.schedules(request, session.principal)
     except HANDLED as e:
         return await error_page(request, session, e)
-    return await page(request, session, "schedules.html", items=items, enabled=enabled)
+    return await page(
+        request,
+        session,
+        "schedules.html",
+        items=items,
+        enabled=enabled,
+        may_switch=is_admin(session.principal),  # the switch needs tasks:admin, as on the API
+    )
 
 
 @router.post("/schedules/{schedule_id}/{verb}")

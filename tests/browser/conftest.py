@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,6 +24,9 @@ from duratask.settings import ApiKey, OpenAISettings
 from tests.fakes.openai_server import FakeLlmServer, serve_fake_llm
 from tests.stack import Stack, run_stack
 
+# expect() retries until its timeout: generous, for a loaded 2-core machine (a passing
+# check returns as soon as it holds, so this costs nothing when all is well)
+expect.set_options(timeout=20_000)
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -36,10 +39,21 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 SECRET = "console-test-session-secret"
+# alice, bob and rita share the team "ops"; carol is in no team with them; only "root"
+# has tasks:admin. Runs and definitions the tests share are created with team "ops".
+TEAM = "ops"
 KEYS = {
-    "alice": ApiKey(key=SecretStr("alice-key"), identity="alice", groups=["ops"]),
-    "bob": ApiKey(key=SecretStr("bob-key"), identity="bob"),
-    "reader": ApiKey(key=SecretStr("reader-key"), identity="rita", scopes=["tasks:read"]),
+    "alice": ApiKey(key=SecretStr("alice-key"), identity="alice", groups=[TEAM]),
+    "bob": ApiKey(key=SecretStr("bob-key"), identity="bob", groups=[TEAM]),
+    "carol": ApiKey(key=SecretStr("carol-key"), identity="carol", groups=["sales"]),
+    "reader": ApiKey(
+        key=SecretStr("reader-key"), identity="rita", scopes=["tasks:read"], groups=[TEAM]
+    ),
+    "root": ApiKey(
+        key=SecretStr("root-key"),
+        identity="root",
+        scopes=["tasks:read", "tasks:write", "tasks:approve", "tasks:admin"],
+    ),
 }
 
 
@@ -118,6 +132,19 @@ async def shot(page: Page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def put_shared(stack: Stack, body: dict[str, Any]) -> dict[str, Any]:
+    """Save a definition as alice, shared with her team (so bob and rita see it)."""
+    r = await stack.http.put(f"/v1/definitions/{body['id']}", params={"team": TEAM}, json=body)
+    assert r.status_code in (200, 201), r.text
+    assert r.json()["team"] == TEAM, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+async def start_shared(stack: Stack, definition_id: str, **body: Any) -> dict[str, Any]:
+    """Start a run as alice, shared with her team."""
+    return await stack.start(definition_id, team=TEAM, **body)
 
 
 async def csrf_of(page: Page) -> str:

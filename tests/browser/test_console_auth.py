@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.auth import Principal
 from console.session import link_token
-from tests.browser.conftest import SECRET, SignIn, csrf_of, shot
+from tests.browser.conftest import SECRET, SignIn, csrf_of, put_shared, shot
 from tests.stack import Stack, free_port, run_stack
 
 
@@ -72,11 +72,14 @@ async def test_one_time_sign_in_link(browser: Browser, stack: Stack) -> None:
 
 
 async def test_scopes_apply_as_on_the_api(sign_in: SignIn, stack: Stack) -> None:
-    await stack.put_definition(
-        {"id": "hello", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
+    await put_shared(  # rita is in alice's team: she sees the definition
+        stack, {"id": "hello", "steps": [{"id": "n", "action": "notify", "message": "hi"}]}
     )
     page = await sign_in("reader")  # tasks:read only
     await page.goto("/ui/definitions/hello")
+    await expect(page.locator("#def-owner")).to_have_text("alice")
+    await expect(page.locator("#no-start")).to_be_visible()  # no form for a reader
+    await expect(page.get_by_role("button", name="Start run")).to_have_count(0)
     csrf = await csrf_of(page)
     r = await page.context.request.post(
         f"{stack.url}/ui/definitions/hello/start", form={"csrf": csrf}

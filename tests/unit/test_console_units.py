@@ -162,3 +162,23 @@ def test_runs_are_bucketed_over_time() -> None:
     assert len(daily) == 7 and daily[-1].runs == 5  # daily for a week
     titles = [c[0] for c in charts(out)]
     assert titles == ["Runs", "Success rate (%)", "Median duration (ms)", "Tokens", "Cost (USD)"]
+
+
+def test_refusals_keep_the_apis_status_and_message() -> None:
+    """What the services refuse shows as the API answers it: 403/404/409, never a 500."""
+    from console.routes import problem
+    from duratask.access import AccessDenied
+    from duratask.schedules.service import ScheduleError
+    from duratask.store.definitions import NotFound
+
+    assert problem(AccessDenied("not a member of team 'x'")) == (
+        403,
+        "not a member of team 'x'",
+        [],
+    )
+    assert problem(AccessDenied("exists", status=409))[:2] == (409, "exists")
+    assert problem(ScheduleError("forbidden", "needs tasks:admin"))[:2] == (
+        403,
+        "needs tasks:admin",
+    )
+    assert problem(NotFound("definition 'd' not found"))[0] == 404
