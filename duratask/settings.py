@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     mcp_list_timeout_s: float = 10.0
 
+    # Worker memory (docs/deploy.md#sizing): runs kept in the worker's sticky workflow
+    # cache. A cached run answers a signal, update or query at once; one evicted from it
+    # is replayed from its history first. Parked runs (approvals, timers) beyond this
+    # number cost no worker memory. 0 turns the cache off (every task replays).
+    max_cached_workflows: int = Field(1000, ge=0)
+
     @property
     def model_provider(self) -> str:
         """The provider used when a definition does not name one."""
