@@ -208,7 +208,7 @@ class Settings(BaseSettings):
     # cache. A cached run answers a signal, update or query at once; one evicted from it
     # is replayed from its history first. Parked runs (approvals, timers) beyond this
     # number cost no worker memory. 0 turns the cache off (every task replays).
-    max_cached_workflows: int = Field(1000, ge=0)
+    max_cached_workflows: int = Field(default=1000, ge=0)
 
     @property
     def model_provider(self) -> str:
