@@ -32,6 +32,17 @@ def _definition(steps: int) -> dict[str, object]:
     }
 
 
+async def _time(fn, runs: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Samples of one scenario (bench/security_telemetry.py times its variants so)."""
+    await fn()  # warm-up
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        await fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
 async def _time_pairs(raw, dt, runs: int) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
     """Samples of both, interleaved (raw first on even rounds, duratask first on odd):
     load from other processes on the machine then weighs on both sides alike, and the

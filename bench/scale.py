@@ -21,9 +21,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
+import psutil
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -35,6 +38,7 @@ from bench.server import start_dev_server
 from duratask.logging import configure_logging
 from tests.scaleout.cluster import Cluster
 
+T = TypeVar("T")
 DEFINITION = {
     "id": "scale-1",
     "name": "scale-1",
@@ -112,6 +116,33 @@ async def _wait_pollers(client: Client, task_queue: str, n: int) -> None:
     raise SystemExit(f"{n} raw workers not polling {task_queue}")
 
 
+def _cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def _server_pids() -> list[int]:
+    me = psutil.Process()
+    return [p.pid for p in me.children(recursive=True) if "temporal" in p.name()]
+
+
+async def _metered(
+    groups: dict[str, list[int]], runs: int, fn: Callable[[], Awaitable[T]]
+) -> tuple[T, dict[str, float]]:
+    """`fn()`'s value and the CPU milliseconds per run each group of processes used."""
+    before = {k: _cpu_s(v) for k, v in groups.items()}
+    value = await fn()
+    return value, {k: (_cpu_s(v) - before[k]) * 1000 / runs for k, v in groups.items()}
+
+
+def _cpu_line(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+
+
 async def main(runs: int, concurrency: int) -> None:
     configure_logging("WARNING", False)
     quiet()
@@ -122,21 +153,32 @@ async def main(runs: int, concurrency: int) -> None:
     dt_tq = f"bench-scale-{uuid.uuid4().hex[:6]}"
     figures: dict[str, float] = {}
     failed: dict[str, int] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    bench = [psutil.Process().pid]
     with _raw_workers() as raw_procs:
         for n in (1, 2):
             _spawn_raw(raw_procs, address, raw_tq)
             await _wait_pollers(client, raw_tq, n)
-            figures[f"raw {n}"] = await _raw(client, raw_tq, runs, concurrency)
+            groups = {"client": bench, "server": _server_pids(),
+                      "workers": [p.pid for p in raw_procs]}  # fmt: skip
+            figures[f"raw {n}"], cpu[f"raw {n}"] = await _metered(
+                groups, runs, partial(_raw, client, raw_tq, runs, concurrency)
+            )
     with tempfile.TemporaryDirectory() as tmp:
         async with bench_cluster(client, dt_tq, Path(tmp), workers=1) as cluster:
             async with cluster.http(0) as http:
                 r = await http.put("/v1/definitions/scale-1", json=DEFINITION)
                 if r.status_code not in (200, 201):
                     raise SystemExit(f"definition refused: {r.status_code} {r.text}")
-            figures["dt 1"], failed["dt 1"] = await _duratask(cluster, runs, concurrency)
-            second = cluster.spawn("worker")
-            await cluster.wait_workers([second])
-            figures["dt 2"], failed["dt 2"] = await _duratask(cluster, runs, concurrency)
+            for n in (1, 2):
+                if n == 2:
+                    await cluster.wait_workers([cluster.spawn("worker")])
+                groups = {"client": bench, "server": _server_pids(),
+                          "gateway": [cluster.gateways[0].pid],
+                          "workers": [w.pid for w in cluster.workers]}  # fmt: skip
+                (figures[f"dt {n}"], failed[f"dt {n}"]), cpu[f"dt {n}"] = await _metered(
+                    groups, runs, partial(_duratask, cluster, runs, concurrency)
+                )
     await env.shutdown()
     print(f"1-step runs, {runs} per pass, {concurrency} in flight, one dev server")
     print("  workers   raw Temporal      duratask (gateway)   duratask/raw")
@@ -147,9 +189,12 @@ async def main(runs: int, concurrency: int) -> None:
         f"  2 vs 1 worker: raw {figures['raw 2'] / figures['raw 1']:.2f}x, "
         f"duratask {figures['dt 2'] / figures['dt 1']:.2f}x"
     )
-    for k, v in failed.items():
-        if v:
-            print(f"  {k} worker(s): {v} runs did not complete")
+    print("  CPU ms per run (warm-up included):")
+    for k, used in cpu.items():
+        print(f"    {k} worker(s): {_cpu_line(used)}")
+    for k, count in failed.items():
+        if count:
+            print(f"  {k} worker(s): {count} runs did not complete")
 
 
 if __name__ == "__main__":
