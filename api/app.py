@@ -27,6 +27,7 @@ from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
 from api.routers.regressions import router as regressions_router
 from api.routers.stats import router as stats_router
+from console import mount as mount_console
 from duratask.logging import get_logger
 from duratask.peers import PeerMismatch, joined
 from duratask.settings import Settings, get_settings
@@ -106,4 +107,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router.router)  # /metrics (docs/observability.md)
     app.include_router(audit_router.router)
     mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
+    mount_console(app)  # the web console under /ui (docs/console.md)
     return app

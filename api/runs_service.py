@@ -468,6 +468,7 @@ class RunService:
         parent: str | None,
         page_size: int,
         page_token: str | None,
+        started_after: datetime | None = None,
     ) -> tuple[list[RunSummary], str | None]:
         # one row per run: a run that continued as new leaves closed executions behind
         # under the same id, with the status they had then (docs/runs.md#long-runs)
@@ -475,6 +476,9 @@ class RunService:
         visible = access.visibility_clause(self.principal)
         if visible:
             clauses.append(visible)
+        if started_after is not None:  # the console's time filter
+            at = started_after if started_after.tzinfo else started_after.replace(tzinfo=UTC)
+            clauses.append(f"StartTime >= '{at.astimezone(UTC).isoformat()}'")
         for key, value in (
             (contracts.SA_DEFINITION, definition_id),
             (contracts.SA_STATUS, status),

@@ -151,6 +151,29 @@ def dev_token(state_dir: Path = STATE_DIR) -> str:
     return path.read_text().strip()
 
 
+def console_secret() -> str:
+    """The key signing console sessions and sign-in links: generated once, kept here."""
+    STATE_DIR.mkdir(exist_ok=True)
+    path = STATE_DIR / "console-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def console_link(settings: Settings, url: str) -> str:
+    """A one-click, one-time sign-in link to the console as the dev identity."""
+    from api.auth import SCOPES, Principal
+    from console.session import link_token
+
+    secret = settings.console_session_secret
+    assert secret is not None
+    token = link_token(
+        secret.get_secret_value(), Principal(settings.dev_identity, frozenset(SCOPES))
+    )
+    return f"{url}/ui/login/link?token={token}"
+
+
 async def prepare_namespace(client: Client, namespace: str) -> None:
     with contextlib.suppress(Exception):  # the dev server's default keeps runs only 24h
         await set_retention(client, namespace, RETENTION_HOURS)
@@ -232,6 +255,8 @@ async def run_dev(
                 # the local operator: all scopes, admin included (docs/security.md)
                 ApiKey(key=SecretStr(token), identity=settings.dev_identity, scopes=list(SCOPES)),
             ],
+            "console_session_secret": settings.console_session_secret
+            or SecretStr(console_secret()),
         }
     )
     settings, codec_endpoint = dev_codec(settings, host, port)
@@ -324,4 +349,6 @@ def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[s
         '               curl -H "Authorization: Bearer $(cat .duratask/dev-token)" '
         f"{url}/v1/definitions"
     )
+    out.print(f"  console      {url}/ui   sign in (one click, once, within 10 min):")
+    out.print(f"               {console_link(settings, url)}", soft_wrap=True)
     out.print("Ctrl-C stops everything.\n")

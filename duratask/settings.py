@@ -204,6 +204,13 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
     mcp_list_timeout_s: float = 10.0
 
+    # Web console (docs/console.md): the key that signs session cookies and sign-in links
+    # (unset: a random key per process, so sessions end when the gateway restarts), how
+    # long a session lasts, and whether its cookie is sent over HTTPS only.
+    console_session_secret: SecretStr | None = None
+    console_session_hours: float = 12.0
+    console_cookie_secure: bool = False
+
     # Worker memory (docs/deploy.md#sizing): runs kept in the worker's sticky workflow
     # cache. A cached run answers a signal, update or query at once; one evicted from it
     # is replayed from its history first. Parked runs (approvals, timers) beyond this

@@ -18,7 +18,7 @@ from typing import Any
 _server: Any = None
 
 
-def test_db_kind() -> str:
+def chosen_db_kind() -> str:
     kind = os.environ.get("DURATASK_TEST_DB", "sqlite")
     if kind not in ("sqlite", "postgres"):
         raise RuntimeError(f"DURATASK_TEST_DB must be sqlite or postgres, not {kind!r}")

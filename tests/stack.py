@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
-from tests.databases import new_database_url, test_db_kind
+from tests.databases import chosen_db_kind, new_database_url
 from worker.main import build_worker
 
 
@@ -58,7 +58,7 @@ class Stack:
 
 def stack_settings(env: WorkflowEnvironment, task_queue: str, tmp: Path, **kw: Any) -> Settings:
     address = env.client.service_client.config.target_host
-    kw.setdefault("database_url", new_database_url(test_db_kind(), tmp))
+    kw.setdefault("database_url", new_database_url(chosen_db_kind(), tmp))
     return Settings(
         temporal_address=address,
         task_queue=task_queue,

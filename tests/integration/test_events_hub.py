@@ -25,8 +25,14 @@ async def _no_state(run_id: str) -> Any:
 async def test_slow_client_is_dropped_and_resumes(dev_client: Client, task_queue: str) -> None:
     settings = Settings(events_max_lag=3, events_idle_linger_s=0, _env_file=None)  # type: ignore[call-arg]
     hub = StreamHub(dev_client, settings, _no_state)
+    # the run first waits, so both readers catch up with the live edge (a reader that
+    # never did is still reading the past, and reads on from the stream instead)
     defn = definition(
-        [{"id": f"s{i}", "action": "llm_call", "prompt": f"step {i} of the run"} for i in range(5)]
+        [{"id": "pause", "action": "wait", "duration": "4s"}]
+        + [
+            {"id": f"s{i}", "action": "llm_call", "prompt": f"step {i} of the run"}
+            for i in range(5)
+        ]
     )
     async with make_worker(dev_client, task_queue):
         handle = await start(dev_client, task_queue, run_input(defn))
@@ -44,8 +50,8 @@ async def test_slow_client_is_dropped_and_resumes(dev_client: Client, task_queue
             async with hub.subscribe(handle.id, -1) as events:
                 async for e in events:
                     slow.append(e)
-                    if len(slow) == 3:
-                        await proceed.wait()  # stop reading until the fast one is done
+                    if e.step_id == "s0":  # live since the wait: now stop reading
+                        await proceed.wait()  # until the fast one is done
 
         fast_task = asyncio.create_task(fast_reader())
         with pytest.raises(FellBehind):

@@ -29,8 +29,8 @@ from tests.stack import Stack, run_stack
 APPROVER = "lead@example.com"
 KEYS: list[dict[str, Any]] = [
     {"key": "k-lead", "identity": APPROVER,
-     "scopes": ["tasks:read", "tasks:write", "tasks:approve"]},
-    {"key": "k-rae", "identity": "rae", "scopes": ["tasks:read"]},
+     "scopes": ["tasks:read", "tasks:write", "tasks:approve"], "groups": ["release"]},
+    {"key": "k-rae", "identity": "rae", "scopes": ["tasks:read"], "groups": ["release"]},
 ]  # fmt: skip
 REVIEW = {
     "id": "mcp-review",
@@ -126,7 +126,9 @@ async def stack(dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path) -
     async with run_stack(
         dev_env, task_queue, tmp_path, api_keys=KEYS, headers={"Authorization": "Bearer k-lead"}
     ) as s:
-        await s.put_definition(REVIEW)
+        # shared with the team, so the reader may see (not start) it
+        r = await s.http.put("/v1/definitions/mcp-review", params={"team": "release"}, json=REVIEW)
+        assert r.status_code == 201, r.text
         yield s
 
 

@@ -159,9 +159,14 @@ class Cluster:
 
 def cluster_env(address: str, task_queue: str, database_url: str, **extra: str) -> dict[str, str]:
     keys = [
-        {"key": KEYS["alice"], "identity": "alice", "scopes": ALL_SCOPES},
-        {"key": KEYS["bob"], "identity": "bob", "scopes": ALL_SCOPES},
-        {"key": KEYS["approver"], "identity": "approver@example.com", "scopes": ALL_SCOPES},
+        {"key": KEYS["alice"], "identity": "alice", "scopes": ALL_SCOPES, "groups": ["crew"]},
+        {"key": KEYS["bob"], "identity": "bob", "scopes": ALL_SCOPES, "groups": ["crew"]},
+        {
+            "key": KEYS["approver"],
+            "identity": "approver@example.com",
+            "scopes": ALL_SCOPES,
+            "groups": ["crew"],
+        },
     ]
     base = {k: v for k, v in os.environ.items() if not k.startswith("DURATASK_")}
     return (

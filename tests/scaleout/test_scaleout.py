@@ -220,7 +220,8 @@ async def test_fairness_across_two_owners_holds_across_both_workers(
         slow = {"provider": "scripted", "name": "script", "script": [{"text": "x", "delay": 1}]}
         body = defn("scale-fair", [{"id": "s", "action": "llm_call", "prompt": "p", "model": slow}])
         async with c.http(0, "alice") as alice, c.http(0, "bob") as bob:
-            await alice.put("/v1/definitions/scale-fair", json=body)
+            r = await alice.put("/v1/definitions/scale-fair", params={"team": "crew"}, json=body)
+            assert r.status_code == 201, r.text
             a_runs = [
                 (await alice.post("/v1/runs", json={"definition_id": "scale-fair"})).json()[
                     "run_id"
@@ -229,7 +230,10 @@ async def test_fairness_across_two_owners_holds_across_both_workers(
             ]
             b_runs = [
                 (
-                    await bob.post("/v1/runs", json={"definition_id": "scale-fair", "owner": "bob"})
+                    await bob.post(
+                        "/v1/runs",
+                        json={"definition_id": "scale-fair", "owner": "bob", "team": "crew"},
+                    )
                 ).json()["run_id"]
                 for _ in range(4)
             ]

@@ -193,16 +193,17 @@ async def test_cancelled_run_closes_the_mcp_session(
     effects_dir = tmp_path / "local"
     async with make_worker(dev_client, task_queue, settings=mcp_settings):
         handle = await start(dev_client, task_queue, agent(script, ["mcp:local/remember"]))
-        for _ in range(600):  # the stdio server is in the slow call
-            if (effects_dir / "server.pid").exists():
+        pid_file = effects_dir / "server.pid"
+        for _ in range(1200):  # the stdio server is in the slow call (and wrote its pid)
+            if pid_file.exists() and pid_file.read_text().strip():
                 break
             await asyncio.sleep(0.05)
-        pid = int((effects_dir / "server.pid").read_text())
+        pid = int(pid_file.read_text())
         assert not process_gone(pid)
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-        for _ in range(200):  # the session is closed: the server process has ended
+        for _ in range(600):  # the session is closed: the server process has ended
             if process_gone(pid):
                 break
             await asyncio.sleep(0.05)

@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from duratask.settings import Settings
 from duratask.store.db import create_engine, migrate
 from duratask.store.definitions import DefinitionStore
-from tests.databases import new_database_url, test_db_kind
+from tests.databases import chosen_db_kind, new_database_url
 from tests.helpers import definition, make_worker, start
 from workflows import contracts
 from workflows.models import RunInput, RunMeta, RunState, Trigger
@@ -19,7 +19,7 @@ from workflows.models import RunInput, RunMeta, RunState, Trigger
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[DefinitionStore]:
-    engine = create_engine(new_database_url(test_db_kind(), tmp_path))
+    engine = create_engine(new_database_url(chosen_db_kind(), tmp_path))
     await migrate(engine)
     yield DefinitionStore(engine)
     await engine.dispose()  # not left to the garbage collector (see tests/unit/test_store.py)
