@@ -23,7 +23,15 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.processes import bench_cluster, bounded, quiet, rss_mb, start_runs, wait_results
+from bench.processes import (
+    bench_cluster,
+    bounded,
+    quiet,
+    rss_mb,
+    run_and_exit,
+    start_runs,
+    wait_results,
+)
 from bench.server import start_dev_server
 from duratask.logging import configure_logging
 from tests.scaleout.cluster import Cluster
@@ -57,6 +65,59 @@ async def _parked(cluster: Cluster, want: int, timeout: float) -> int:
     return count
 
 
+async def _measure(cluster: Cluster, runs: int, concurrency: int) -> list[str]:
+    """Park the runs, read the memory, restart the worker, approve them all: the lines
+    of figures to print."""
+    async with cluster.http(0) as http, cluster.http(0, "approver") as approver:
+        r = await http.put("/v1/definitions/parked", json=_definition())
+        if r.status_code not in (200, 201):
+            raise SystemExit(f"definition refused: {r.status_code} {r.text}")
+        gw, worker = cluster.gateways[0], cluster.workers[0]
+        base_gw, base_worker = rss_mb(gw), rss_mb(worker)
+        t0 = time.monotonic()
+        run_ids = await start_runs(http, "parked", runs, concurrency)
+        started_s = time.monotonic() - t0
+        parked = await _parked(cluster, runs, timeout=max(120, runs / 5))
+        parked_s = time.monotonic() - t0
+        gw_rss, worker_rss = rss_mb(gw), rss_mb(worker)
+
+        # a deploy: stop the worker, start a new one
+        worker.stop()
+        t_restart = time.monotonic()
+        new = cluster.spawn("worker")
+        await cluster.wait_workers([new], timeout=120)
+        polling_s = time.monotonic() - t_restart
+
+        async def approve(run_id: str) -> int:
+            r = await approver.post(f"/v1/runs/{run_id}/approvals", json={"decision": "approve"})
+            return r.status_code
+
+        first = await approve(run_ids[0])
+        first_status = await wait_results(http, run_ids[:1], 1)
+        first_s = time.monotonic() - t_restart
+        codes = await bounded(run_ids[1:], approve, concurrency)
+        ended = await wait_results(http, run_ids, concurrency)
+        all_s = time.monotonic() - t_restart
+        new_rss, gw_after = rss_mb(new), rss_mb(gw)
+    refused = sum(1 for c in [first, *codes] if c != 202)
+    lines = [
+        f"  started through the gateway : {started_s:.1f} s ({runs / started_s:.0f} runs/s)",
+        f"  all waiting for approval    : {parked}/{runs} after {parked_s:.1f} s",
+        f"  worker RSS                  : {worker_rss:.0f} MB (idle {base_worker:.0f} MB)",
+        f"  gateway RSS                 : {gw_rss:.0f} MB (idle {base_gw:.0f} MB)",
+        "worker restart",
+        f"  polling again after         : {polling_s:.1f} s",
+        f"  first approval processed    : {first_s:.1f} s after the new worker started "
+        f"({first_status})",
+        f"  all {runs} approved and ended : {all_s:.1f} s "
+        f"({runs / (all_s - first_s):.0f} runs/s after the first); {ended}",
+        f"  worker RSS after            : {new_rss:.0f} MB; gateway {gw_after:.0f} MB",
+    ]
+    if refused:
+        lines.append(f"  approvals refused           : {refused}")
+    return lines
+
+
 async def main(runs: int, cache: int | None, concurrency: int) -> None:
     configure_logging("WARNING", False)
     quiet()
@@ -64,62 +125,12 @@ async def main(runs: int, cache: int | None, concurrency: int) -> None:
     tq = f"bench-parked-{uuid.uuid4().hex[:6]}"
     extra = {"DURATASK_MAX_CACHED_WORKFLOWS": str(cache)} if cache is not None else {}
     with tempfile.TemporaryDirectory() as tmp:
-        async with (
-            bench_cluster(env.client, tq, Path(tmp), workers=1, **extra) as cluster,
-            cluster.http(0) as http,
-            cluster.http(0, "approver") as approver,
-        ):
-            if True:  # one level, as the figures are read inside the cluster
-                r = await http.put("/v1/definitions/parked", json=_definition())
-                if r.status_code not in (200, 201):
-                    raise SystemExit(f"definition refused: {r.status_code} {r.text}")
-                gw, worker = cluster.gateways[0], cluster.workers[0]
-                base_gw, base_worker = rss_mb(gw), rss_mb(worker)
-                t0 = time.monotonic()
-                run_ids = await start_runs(http, "parked", runs, concurrency)
-                started_s = time.monotonic() - t0
-                parked = await _parked(cluster, runs, timeout=max(120, runs / 5))
-                parked_s = time.monotonic() - t0
-                gw_rss, worker_rss = rss_mb(gw), rss_mb(worker)
-
-                # a deploy: stop the worker, start a new one
-                worker.stop()
-                t_restart = time.monotonic()
-                new = cluster.spawn("worker")
-                await cluster.wait_workers([new], timeout=120)
-                polling_s = time.monotonic() - t_restart
-
-                async def approve(run_id: str) -> int:
-                    r = await approver.post(
-                        f"/v1/runs/{run_id}/approvals", json={"decision": "approve"}
-                    )
-                    return r.status_code
-
-                first = await approve(run_ids[0])
-                first_status = await wait_results(http, run_ids[:1], 1)
-                first_s = time.monotonic() - t_restart
-                codes = await bounded(run_ids[1:], approve, concurrency)
-                ended = await wait_results(http, run_ids, concurrency)
-                all_s = time.monotonic() - t_restart
-                new_rss, gw_after = rss_mb(new), rss_mb(gw)
-
+        async with bench_cluster(env.client, tq, Path(tmp), workers=1, **extra) as cluster:
+            lines = await _measure(cluster, runs, concurrency)
     await env.shutdown()
-    refused = sum(1 for c in [first, *codes] if c != 202)
     cache_note = cache if cache is not None else "default"
     print(f"{runs} runs parked on an approval step (1 gateway, 1 worker; cache {cache_note})")
-    print(f"  started through the gateway : {started_s:.1f} s ({runs / started_s:.0f} runs/s)")
-    print(f"  all waiting for approval    : {parked}/{runs} after {parked_s:.1f} s")
-    print(f"  worker RSS                  : {worker_rss:.0f} MB (idle {base_worker:.0f} MB)")
-    print(f"  gateway RSS                 : {gw_rss:.0f} MB (idle {base_gw:.0f} MB)")
-    print("worker restart")
-    print(f"  polling again after         : {polling_s:.1f} s")
-    print(f"  first approval processed    : {first_s:.1f} s after the new worker started "
-          f"({first_status})")  # fmt: skip
-    print(f"  all {runs} approved and ended : {all_s:.1f} s "
-          f"({runs / (all_s - first_s):.0f} runs/s after the first); {ended}")  # fmt: skip
-    if refused:
-        print(f"  approvals refused           : {refused}")
-    print(f"  worker RSS after            : {new_rss:.0f} MB; gateway {gw_after:.0f} MB")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
@@ -128,4 +139,4 @@ if __name__ == "__main__":
     parser.add_argument("--cache", type=int, default=None, help="max_cached_workflows")
     parser.add_argument("--concurrency", type=int, default=32)
     a = parser.parse_args()
-    asyncio.run(main(a.runs, a.cache, a.concurrency))
+    run_and_exit(main(a.runs, a.cache, a.concurrency))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +24,16 @@ from temporalio.client import Client
 from tests.scaleout.cluster import Cluster, Proc, run_cluster
 
 T = TypeVar("T")
+
+
+def run_and_exit(main: Coroutine[Any, Any, None]) -> None:
+    """`asyncio.run(main)`, then leave without interpreter finalization: a Temporal SDK
+    core thread still running then can abort the process with a fatal error after the
+    figures are printed (seen now and then; the figures are complete by then)."""
+    asyncio.run(main)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def quiet() -> None:

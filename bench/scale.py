@@ -33,7 +33,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from bench.baseline import RawWorkflow
-from bench.processes import bench_cluster, bounded, quiet
+from bench.processes import bench_cluster, bounded, quiet, run_and_exit
 from bench.server import start_dev_server
 from duratask.logging import configure_logging
 from tests.scaleout.cluster import Cluster
@@ -202,4 +202,4 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=48)
     a = parser.parse_args()
-    asyncio.run(main(a.runs, a.concurrency))
+    run_and_exit(main(a.runs, a.concurrency))
