@@ -8,7 +8,6 @@ of a workflow running the same number of activities), in the same process and ru
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from temporalio.worker import Worker
 
 from bench.baseline import RawWorkflow, noop
+from bench.processes import run_and_exit
 from bench.server import start_dev_server
 from duratask.logging import configure_logging
 from tests.stack import run_stack
@@ -130,4 +130,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    asyncio.run(main(args.runs))
+    run_and_exit(main(args.runs))
