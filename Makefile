@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install dev test test-postgres lint format bench clean browser
+.PHONY: install dev test test-postgres test-model lint format bench clean browser
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "duratask needs Python >= 3.11")'
@@ -41,6 +41,12 @@ test: install browser
 test-postgres: install
 	DURATASK_TEST_DB=postgres $(BIN)/pytest -q tests/integration
 
+# The real-model tier: builds llama-cpp-python's server (once; cached) and SmolLM2, then
+# runs tests/realmodel against it (the servers start on free ports inside the tests).
+test-model: install
+	bash tests/realmodel/setup.sh
+	$(BIN)/pytest -q -m realmodel tests/realmodel
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -60,4 +66,4 @@ bench: install
 	$(BIN)/python -m bench.parked --runs 2000
 
 clean:
-	rm -rf $(VENV) .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-model .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info

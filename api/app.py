@@ -16,12 +16,14 @@ from typing import Any
 from fastapi import FastAPI
 
 from activities.tools.registry import build_registry
-from api import errors, observability
+from api import errors, observability, openapi
 from api.auth import Authenticator
+from api.limits import RequestLimits
 from api.mcp_endpoint import mount_mcp
 from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import audit as audit_router
 from api.routers import codec as codec_router
+from api.routers import governance as governance_router
 from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = Authenticator(settings)
     app.state.tool_names = build_registry(settings).names()
     errors.install(app)
+    app.add_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
     observability.install(app, settings)  # request log + metrics, tracing (docs/observability.md)
     app.include_router(health.router)
     app.include_router(definitions.router)
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compare_router)  # before runs: `/v1/runs/compare` is not a run id
     app.include_router(runs.router)
     app.include_router(approvals.router)
+    app.include_router(governance_router.router)  # budget, input, rerun (docs/runs.md)
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)
@@ -108,4 +112,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(audit_router.router)
     mount_mcp(app)  # duratask as an MCP server at /mcp (docs/mcp.md)
     mount_console(app)  # the web console under /ui (docs/console.md)
+    openapi.install(app)  # schemas FastAPI cannot infer (raw definition bodies)
     return app

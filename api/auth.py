@@ -7,7 +7,8 @@ against a shared secret or a JWKS (issuer and audience checked). Scopes:
 runs, definitions and schedules: duratask/access.py). With no keys and no JWT configured and
 `auth_required` off, the gateway is open and every caller is the local user.
 
-JWTs must carry `exp`; the identity is the `email` claim, else `sub`; scopes come
+JWTs must carry `exp`; the identity is the `email` claim when `email_verified` is
+true, else `sub` (never one starting with `group:`); scopes come
 from `scope` (space-separated) or `scopes` (a list); groups from `groups` (a list or
 a space-separated string), which approval steps match as `group:<name>`.
 """
@@ -96,16 +97,45 @@ class Authenticator:
             )
         except jwt.PyJWTError as e:
             raise ApiError(401, f"invalid token: {e}") from None
-        scopes = claims.get("scope") or claims.get("scopes") or []
-        if isinstance(scopes, str):
-            scopes = scopes.split()
-        identity = claims.get("email") or claims.get("sub")
-        if not identity:
-            raise ApiError(401, "invalid token: no 'sub' or 'email' claim")
-        groups = claims.get("groups") or []
-        if isinstance(groups, str):
-            groups = groups.split()
-        return Principal(str(identity), frozenset(scopes), frozenset(str(g) for g in groups))
+        scopes = _names(claims, "scope") or _names(claims, "scopes")
+        identity = jwt_identity(claims)
+        groups = _names(claims, "groups")
+        return Principal(identity, frozenset(scopes), frozenset(groups))
+
+
+def _names(claims: dict[str, Any], claim: str) -> list[str]:
+    """A claim that is a space-separated string or a list of strings; any other type is
+    a malformed token (401), never a server error."""
+    value = claims.get(claim)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in value
+    ):
+        return [str(v) for v in value]
+    raise ApiError(
+        401,
+        f"invalid token: claim '{claim}' must be a string or a list of strings",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def jwt_identity(claims: dict[str, Any]) -> str:
+    """The identity a JWT names: `email` only when `email_verified` is true, else `sub`.
+
+    An identity can never name a group: approver lists say `group:<name>` for groups,
+    so a `sub` (or email) starting with `group:` is refused outright.
+    """
+    email = claims.get("email")
+    verified = claims.get("email_verified") is True
+    identity = email if isinstance(email, str) and email.strip() and verified else claims.get("sub")
+    if not isinstance(identity, str) or not identity.strip():
+        raise ApiError(401, "invalid token: no 'sub' claim (nor a verified 'email')")
+    if identity.strip().casefold().startswith("group:"):
+        raise ApiError(401, "invalid token: an identity may not start with 'group:'")
+    return identity
 
 
 def require_scope(principal: Principal, scope: str) -> None:

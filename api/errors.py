@@ -2,7 +2,14 @@
 
 Routers raise `ApiError` or let store/Temporal exceptions through; the handlers here
 turn them into `{"detail": ...}` with the right status: unknown things 404, illegal
-state changes 409, bad input 422, Temporal unreachable 503.
+state changes 409, bad input 422, Temporal unreachable 503. Temporal's gRPC status
+codes become HTTP statuses in `map_rpc_error` only.
+
+Every error body has one shape, `ErrorBody` (`detail`: a sentence saying what is
+wrong; `problems`: each invalid field when there are several). Routers declare the
+statuses they return with `responses(...)` on their `APIRouter`, so the OpenAPI
+document describes the bodies the gateway really sends (FastAPI's default 422 schema,
+with `detail` as an array, is replaced).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,6 +30,49 @@ from duratask.schedules.service import ScheduleError
 from duratask.store.definitions import NotFound
 
 log = get_logger(__name__)
+
+
+class Problem(BaseModel):
+    """One thing wrong with the input: the field (dotted path) or step, and why."""
+
+    model_config = ConfigDict(extra="allow")
+    message: str
+    field: str | None = None
+    step_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(extra="allow")  # e.g. `run_status` on a 409
+    detail: str = Field(description="What is wrong, in one sentence")
+    problems: list[Problem] | None = Field(
+        default=None, description="Each invalid field or step, when the input has several"
+    )
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request",
+    401: "Missing or invalid credentials",
+    403: "The caller lacks the scope this needs",
+    404: "Not found, or not visible to the caller",
+    409: "Conflicts with the current state",
+    413: "The body or an input is larger than a limit (the detail names it)",
+    422: "Invalid input: `detail` says what is wrong, `problems` lists each field",
+    502: "Temporal answered with an unexpected error",
+    503: "Temporal is unreachable",
+}
+# What every authenticated route can answer, and what a route that talks to Temporal adds.
+COMMON = (400, 401, 403, 413, 422)
+TEMPORAL = (502, 503)
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring these error statuses with the shared error body."""
+    return {
+        code: {"model": ErrorBody, "description": ERROR_DESCRIPTIONS[code]}
+        for code in sorted(set(codes))
+    }
 
 
 class ApiError(Exception):
@@ -75,6 +125,9 @@ def _json(
 
 
 def map_rpc_error(e: RPCError, what: str = "run") -> ApiError:
+    """Temporal's answer as the gateway's: the one mapping of gRPC status to HTTP."""
+    if "exceeds limit" in e.message or "larger than max" in e.message:
+        return ApiError(413, f"too large for Temporal: {e.message}")
     if e.status == RPCStatusCode.NOT_FOUND:
         return not_found(what)
     if e.status == RPCStatusCode.INVALID_ARGUMENT:
@@ -83,7 +136,11 @@ def map_rpc_error(e: RPCError, what: str = "run") -> ApiError:
         return conflict(e.message)
     if e.status == RPCStatusCode.FAILED_PRECONDITION:
         return conflict(e.message)
-    if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+    if e.status in (
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    ):
         return unavailable(f"Temporal is unavailable: {e.message}")
     return ApiError(502, f"Temporal error: {e.message}")
 
@@ -129,6 +186,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(WorkflowFailureError)
     async def _wf(_: Request, e: WorkflowFailureError) -> JSONResponse:
         return _json(409, f"run failed: {e.cause}")
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(_: Request, e: OverflowError) -> JSONResponse:
+        # a number past what the store or Temporal can hold (SQLite: 64-bit integers)
+        return _json(422, f"a number in the request is out of range: {e}")
 
     @app.exception_handler(ConnectionError)
     async def _conn(_: Request, e: ConnectionError) -> JSONResponse:

@@ -16,7 +16,8 @@ from fastapi import APIRouter
 from starlette.convertors import Convertor, register_url_convertor
 
 SUB_RESOURCES = ("result", "cancel", "retry", "messages", "events", "stream", "approvals",
-                 "approve", "tree", "children", "rating", "ratings", "comments")  # fmt: skip
+                 "approve", "tree", "children", "rating", "ratings", "comments",
+                 "budget", "rerun")  # fmt: skip
 
 
 class ChildRunId(Convertor[str]):

@@ -13,7 +13,6 @@ trail with the caller's identity.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from ulid import ULID
 from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
 from api.history import start_input, state_from_input
 from api.observability import note
+from api.paging import decode_page_token, encode_page_token
 from api.schemas import RunSummary, RunTree, RunTreeStep, StartRunRequest
 from duratask import access
 from duratask.access import AccessDenied, Caller, may_see, resolve_owner
@@ -247,7 +247,8 @@ class RunService:
             source=req.source,
             **(meta_overrides or {}),
         )
-        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=self.run_config())
+        config = self.run_config().model_copy(update={"model_override": req.model})
+        inp = RunInput(bundle=bundle, input=inputs, meta=meta, config=config)
         run_id = (
             idempotent_run_id(identity, req.idempotency_key)
             if req.idempotency_key
@@ -282,6 +283,7 @@ class RunService:
         ):
             if value:
                 attrs.append(SearchAttributePair(key, value))
+        await self._check_payload_size(inp)
         try:
             await self.client.start_workflow(
                 TaskRunWorkflow.run,
@@ -293,6 +295,7 @@ class RunService:
                 priority=TemporalPriority(priority_key=meta.priority.key, fairness_key=meta.owner),
                 static_summary=f"{definition.name or definition.id} v{inp.bundle.root.version}",
                 static_details=definition.description,
+                memo={MEMO_SOURCE: dict(meta.source)} if meta.source else None,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
         except WorkflowAlreadyStartedError:
@@ -307,6 +310,22 @@ class RunService:
         state.status = status
         state.temporal_ui_url = self.ui_url(run_id)
         return state, True
+
+    async def _check_payload_size(self, inp: RunInput) -> None:
+        """Refuse (413) a run whose input would pass Temporal's payload limit, which
+        otherwise fails in gRPC as an opaque 502."""
+        limit = self.settings.temporal_payload_limit_bytes
+        try:
+            (payload,) = await self.client.data_converter.encode([inp])
+        except (ValueError, TypeError, RecursionError) as e:  # e.g. input nested too deeply
+            raise unprocessable(f"the run's input cannot be encoded: {e}") from None
+        size = payload.ByteSize()
+        if size > limit:
+            raise ApiError(
+                413,
+                f"the run's input and definition come to {size:,} bytes, over Temporal's "
+                f"payload limit of {limit:,} bytes: pass large data by reference (a URL)",
+            )
 
     # ------------------------------------------------------------ read
     async def get(self, run_id: str) -> RunState:
@@ -488,7 +507,7 @@ class RunService:
         ):
             if value:
                 clauses.append(f"{key.name} = {_quote(value)}")
-        token = base64.urlsafe_b64decode(page_token) if page_token else None
+        token = decode_page_token(page_token)
         iterator = self.client.list_workflows(
             " AND ".join(clauses), page_size=page_size, next_page_token=token
         )
@@ -496,11 +515,11 @@ class RunService:
             await iterator.fetch_next_page()
         except RPCError as e:
             raise map_rpc_error(e) from None
-        items = [self._summary(w) for w in iterator.current_page or []]
+        items = [await self._summary(w) for w in iterator.current_page or []]
         next_token = iterator.next_page_token
-        return items, base64.urlsafe_b64encode(next_token).decode() if next_token else None
+        return items, encode_page_token(next_token)
 
-    def _summary(self, w: WorkflowExecution) -> RunSummary:
+    async def _summary(self, w: WorkflowExecution) -> RunSummary:
         sa = w.typed_search_attributes
         status = sa.get(contracts.SA_STATUS) or "queued"
         if w.status is not None and w.status != WorkflowExecutionStatus.RUNNING:
@@ -519,6 +538,7 @@ class RunService:
             start_time=w.start_time,
             close_time=w.close_time,
             temporal_ui_url=self.ui_url(w.id),
+            source=await _memo_source(w),
         )
 
     # ------------------------------------------------------------ change
@@ -610,3 +630,14 @@ def _error(code: str, message: str) -> Any:
     from workflows.models import RunError
 
     return RunError(code=code, message=message)
+
+
+MEMO_SOURCE = "source"  # the run's `source`, in its memo so that run lists can show it
+
+
+async def _memo_source(w: WorkflowExecution) -> dict[str, str]:
+    try:
+        value = await w.memo_value(MEMO_SOURCE, {})
+    except Exception:  # an unreadable memo (another codec) leaves the list readable
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}

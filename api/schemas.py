@@ -8,7 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workflows.definition import ModelSpec
 from workflows.models import Priority, RunState
+
+# Offsets, versions and counts past this are refused as input (422) before they reach
+# SQLite (64-bit integers: OverflowError) or Temporal.
+MAX_INT = 2_147_483_647
 
 
 class _Body(BaseModel):
@@ -17,7 +22,7 @@ class _Body(BaseModel):
 
 class StartRunRequest(_Body):
     definition_id: str
-    version: int | None = None
+    version: int | None = Field(default=None, ge=1, le=MAX_INT)
     input: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = Priority.normal
     owner: str | None = Field(
@@ -30,6 +35,8 @@ class StartRunRequest(_Body):
     start_at: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)
     trigger: Literal["api", "cli"] = "api"
+    # this run's model settings, over the definition's and its steps' (field by field)
+    model: ModelSpec | None = None
 
     @field_validator("source")
     @classmethod
@@ -92,6 +99,9 @@ class RunSummary(BaseModel):
     start_time: datetime | None = None
     close_time: datetime | None = None
     temporal_ui_url: str | None = None
+    # where the run came from (`source` of POST /v1/runs) and who holds it (a handoff)
+    source: dict[str, str] = Field(default_factory=dict)
+    assignee: str | None = None
 
 
 class RunPage(BaseModel):

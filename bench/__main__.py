@@ -18,8 +18,7 @@ from temporalio.worker import Worker
 
 from bench.baseline import RawWorkflow, noop
 from bench.processes import run_and_exit
-from bench.server import start_dev_server
-from duratask.logging import configure_logging
+from bench.server import figures_only, start_dev_server
 from tests.stack import run_stack
 
 
@@ -126,7 +125,7 @@ async def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")  # the figures, not the run logs
+    figures_only()  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()

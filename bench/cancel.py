@@ -4,7 +4,7 @@ How long after a cancel does a running tool call learn of it (its `CancelledErro
 Temporal delivers a cancellation to an activity only in the answer to a heartbeat, and
 the SDK sends heartbeats at most every 80% of the heartbeat timeout by default, so a
 raw activity with a 10 s heartbeat timeout hears of it up to 8 s late. duratask's
-worker caps that at `heartbeat_throttle_s` (1 s by default).
+worker caps that at `heartbeat_throttle_s` (0.5 s by default).
 
 - duratask: `POST /v1/runs/{id}/cancel` through the gateway while a `tool_call` step
   runs a tool that waits forever; the tool records when it is cancelled.
@@ -29,8 +29,7 @@ from temporalio.worker import Worker
 
 from activities.tools.registry import ToolContext, ToolRegistry
 from bench.baseline import MARKS, RawCancelWorkflow, raw_hang
-from bench.server import start_dev_server
-from duratask.logging import configure_logging
+from bench.server import figures_only, start_dev_server
 from tests.stack import run_stack
 
 
@@ -117,7 +116,7 @@ async def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")  # the figures, not the run logs
+    figures_only()  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

@@ -29,9 +29,8 @@ from temporalio.worker import Worker
 
 from bench.__main__ import _definition, _fmt, _time
 from bench.baseline import RawWorkflow, noop
-from bench.server import start_dev_server
+from bench.server import figures_only, start_dev_server
 from duratask.codec import new_key
-from duratask.logging import configure_logging
 from duratask.telemetry import prometheus_runtime
 from tests.stack import Stack, free_port, run_gateway, stack_settings
 from worker.client import connect
@@ -91,7 +90,7 @@ async def main(runs: int) -> None:
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")
+    figures_only()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     asyncio.run(main(parser.parse_args().runs))

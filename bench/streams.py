@@ -1,14 +1,16 @@
-"""Live-events benchmark: `python -m bench.streams [--tokens N] [--rate R] [--clients 1,200]`.
+"""Live-events benchmark: `python -m bench.streams [--tokens N] [--rate R] [--clients 1,100]`.
 
 Measures, on a dev server with a real worker and gateway in this process:
 
-- SSE delivery lag of `llm.delta` events (the model produced a fragment -> an SSE
-  client received it), p50/p99, with 1 and with 200 clients on one run. An event's
-  `time` is when its first fragment reached the publisher, so the lag includes the
-  200 ms coalescing window, the publish signal, the gateway's shared poll and the
-  fan-out to every client.
-- History events added per 1,000 streamed tokens: a streamed run (one SSE client
-  attached) minus the same run with token streaming off and nobody watching.
+- History per `llm_call` step when nobody watches: a 3-step run minus a 1-step run
+  (short answers, token streaming on), halved.
+- History events added per 1,000 streamed tokens, unwatched and with 1 and 100 SSE
+  clients following through the gateway: each run minus the same run with token
+  streaming off and nobody watching.
+- SSE delivery lag of the model's text (the model produced a fragment -> an SSE
+  client received it), p50/p99, with 1 and 100 clients on one run. It includes the
+  200 ms coalescing window, the relay (or, before it, the publish signal and the
+  shared subscription's poll) and the fan-out to every client.
 - The raw baseline, measured in the same process: the SDK's Workflow Streams used
   directly (one item per token, 200 ms batches, one subscriber), its lag and its
   history cost against the same workflow not streaming.
@@ -35,9 +37,8 @@ from temporalio.worker import Worker
 
 from activities.llm import activity as llm_activity
 from activities.llm.base import DeltaSink
-from bench.server import start_dev_server
+from bench.server import figures_only, start_dev_server
 from bench.stream_baseline import RawStreamInput, RawStreamWorkflow, stream_tokens
-from duratask.logging import configure_logging
 from tests.stack import Stack, run_stack
 from workflows.events import TERMINAL
 from workflows.events import EventType as RunEventType
@@ -72,13 +73,15 @@ class PacedProvider:
         )
 
 
-def definition(tokens: int, per_s: float) -> dict[str, Any]:
+def definition(tokens: int, per_s: float, steps: int = 1, delay: float = 1.5) -> dict[str, Any]:
+    opts = {"tokens": tokens, "per_s": per_s, "start_delay_s": delay}
     return {
-        "id": "bench-stream",
-        "model": {"provider": "bench", "name": "paced",
-                  "options": {"tokens": tokens, "per_s": per_s, "start_delay_s": 1.5}},
-        "steps": [{"id": "write", "action": "llm_call", "prompt": "write"}],
-    }  # fmt: skip
+        "id": f"bench-stream-{steps}-{tokens}",
+        "model": {"provider": "bench", "name": "paced", "options": opts},
+        "steps": [
+            {"id": f"write{i}", "action": "llm_call", "prompt": "write"} for i in range(steps)
+        ],
+    }
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -117,8 +120,10 @@ async def sse_client(
     return received
 
 
-async def duratask_run(stack: Stack, clients: int) -> tuple[list[float], list[float], str]:
-    run = await stack.start("bench-stream")
+async def duratask_run(
+    stack: Stack, clients: int, definition_id: str = "bench-stream-1-1000"
+) -> tuple[list[float], list[float], str]:
+    run = await stack.start(definition_id)
     run_id = run["run_id"]
     lags: list[float] = []
     token_lags: list[float] = []
@@ -174,6 +179,17 @@ async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
         ):
             for s in (stack, quiet):
                 await s.put_definition(definition(tokens, per_s))
+            # --- history per llm_call step, nobody watching (short answers, streaming on)
+            for n in (1, 3):
+                await stack.put_definition(definition(5, 500.0, steps=n, delay=0.0))
+            _, _, one = await duratask_run(stack, 0, "bench-stream-1-5")
+            _, _, three = await duratask_run(stack, 0, "bench-stream-3-5")
+            h1 = (await history_counts(client, one))["total"]
+            h3 = (await history_counts(client, three))["total"]
+            print("\nHistory per llm_call step, nobody watching (token streaming on)")
+            print(f"  1-step run: {h1} events; 3-step run: {h3} events "
+                  f"-> {(h3 - h1) / 2:.1f} per further llm_call step")  # fmt: skip
+
             print("\nSSE delivery lag, per token (token written -> SSE client received it)")
             runs: dict[int, str] = {}
             batch_lines = []
@@ -183,43 +199,39 @@ async def main(tokens: int, per_s: float, client_counts: list[int]) -> None:
                 batch_lines.append(line(f"duratask, {n} client(s), per event", lags))
             raw_lags, raw_id = await raw_run(client, raw_queue, RawStreamInput(tokens, per_s))
             print(line("raw Workflow Streams, 1 subscriber", raw_lags))
-            print("llm.delta events (coalesced 200 ms batches; lag from their first token)")
+            print("llm.delta events (coalesced batches; lag from their first token)")
             for text in batch_lines:
                 print(text)
-            first_run = runs[client_counts[0]]
 
             _, _, quiet_id = await duratask_run(quiet, 0)
+            _, _, unwatched_id = await duratask_run(stack, 0)
             _, raw_quiet_id = await raw_run(
                 client, raw_queue, RawStreamInput(tokens, per_s, stream=False)
             )
-            streamed = await history_counts(client, first_run)
             plain = await history_counts(client, quiet_id)
             raw = await history_counts(client, raw_id)
             raw_plain = await history_counts(client, raw_quiet_id)
-            print(f"\nHistory events per 1,000 streamed tokens (run history, {tokens} tokens)")
-            d_cost = (streamed["total"] - plain["total"]) * per_k
+            print(f"\nHistory events per 1,000 streamed tokens ({tokens} tokens in one call; "
+                  f"against the same run with token streaming off: {plain['total']} events)")  # fmt: skip
+            rows = [("unwatched", unwatched_id)] + [(f"{n} client(s)", r) for n, r in runs.items()]
+            for label, run_id in rows:
+                c = await history_counts(client, run_id)
+                cost = (c["total"] - plain["total"]) * per_k
+                print(f"  duratask, {label:<12}: {c['total']:4d} events -> +{cost:.0f} per 1k tokens "
+                      f"({c['signals']} signals, {c['updates']} subscription polls)")  # fmt: skip
             r_cost = (raw["total"] - raw_plain["total"]) * per_k
-            print(f"  duratask : {streamed['total']} events streamed vs {plain['total']} not "
-                  f"-> +{d_cost:.0f} per 1k tokens "
-                  f"({streamed['signals']} publish signals, {streamed['updates']} polls)")  # fmt: skip
-            print(f"  raw      : {raw['total']} events streamed vs {raw_plain['total']} not "
-                  f"-> +{r_cost:.0f} per 1k tokens "
+            print(f"  raw Workflow Streams, 1 subscriber: {raw['total']} events vs "
+                  f"{raw_plain['total']} not -> +{r_cost:.0f} per 1k tokens "
                   f"({raw['signals']} publish signals, {raw['updates']} polls)")  # fmt: skip
-            if r_cost:
-                print(f"  ratio    : {d_cost / r_cost:.2f}x raw")
-            for n, run_id in runs.items():
-                counts = await history_counts(client, run_id)
-                print(f"  {n:>4} SSE client(s) on a run: {counts['updates']} subscription polls, "
-                      f"{counts['total']} history events")  # fmt: skip
     await env.shutdown()
 
 
 if __name__ == "__main__":
-    configure_logging("WARNING")  # the figures, not the run logs
+    figures_only()  # the figures, not the run logs
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="tokens per second")
-    parser.add_argument("--clients", default="1,200", help="comma-separated client counts")
+    parser.add_argument("--clients", default="1,100", help="comma-separated client counts")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",") if c]
     asyncio.run(main(args.tokens, args.rate, counts))

@@ -111,6 +111,23 @@ def handoffs(
     out.print(table)
 
 
+def mentions(
+    to: str = typer.Option("me", "--to", help="'me' or an identity"),
+    limit: int = typer.Option(50, "--limit", "-n"),
+) -> None:
+    """List comments that @mention you (or --to WHO), newest first."""
+    res = Gateway().get("/v1/mentions", params={"to": to, "page_size": limit})
+    if not res["items"]:
+        out.print(f"nobody mentioned {res['to']}", highlight=False)
+        return
+    table = Table(Column("when", no_wrap=True), "from", Column("comment", overflow="fold"))
+    table.columns.insert(0, Column("run", no_wrap=True))
+    for c in res["items"]:
+        table.add_row(c["run_id"], c["created_at"][:16].replace("T", " "), escape(c["author"]),
+                      escape(c["body"]))  # fmt: skip
+    out.print(table)
+
+
 def ratings(
     definition: str | None = typer.Option(None, "--definition", "-d"),
     identity: str | None = typer.Option(None, "--by", help="only this identity's ratings"),

@@ -34,6 +34,7 @@ from api.app import create_app
 from api.auth import SCOPES, is_loopback, open_auth_warning, open_bind_refusal
 from cli.output import console
 from duratask.files import create_private, open_private_append, private_dir
+from duratask.health_schedule import ensure_health_schedule
 from duratask.logging import configure_logging
 from duratask.serving import EmbeddedServer
 from duratask.settings import STATE_DIR, ApiKey, Settings
@@ -174,6 +175,20 @@ def console_link(settings: Settings, url: str) -> str:
     return f"{url}/ui/login/link?token={token}"
 
 
+def dev_approval_key() -> str:
+    """The key the dev gateway signs approval decisions with and the dev worker checks;
+    created 0600 from the start (never readable by others, not even briefly)."""
+    STATE_DIR.mkdir(exist_ok=True)
+    path = STATE_DIR / "approval-key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 async def prepare_namespace(client: Client, namespace: str) -> None:
     with contextlib.suppress(Exception):  # the dev server's default keeps runs only 24h
         await set_retention(client, namespace, RETENTION_HOURS)
@@ -249,6 +264,7 @@ async def run_dev(
     token = dev_token()
     settings = settings.model_copy(
         update={
+            "approval_key": settings.approval_key or SecretStr(dev_approval_key()),
             "port": port,
             "api_keys": [
                 *settings.api_keys,
@@ -291,6 +307,7 @@ async def run_dev(
             raise DevError(f"cannot connect to Temporal at {address}: {e}") from None
         await prepare_namespace(client, settings.namespace)
         await stack.enter_async_context(build_worker(client, settings))
+        await ensure_health_schedule(client, settings)  # definition health, periodically
         server = EmbeddedServer(
             uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
         )
@@ -339,10 +356,12 @@ def _banner(settings: Settings, url: str, address: str, ui: bool, loaded: list[s
     if provider == "scripted":
         out.print(
             "  model        [yellow]no model provider configured: using the offline `scripted` "
-            "model[/yellow] (set DURATASK_OPENAI__API_KEY or DURATASK_OPENAI__BASE_URL)"
+            "model[/yellow] (set DURATASK_MODEL_ENDPOINTS, or DURATASK_OPENAI__API_KEY or "
+            "DURATASK_OPENAI__BASE_URL)"
         )
     else:
-        out.print(f"  model        {provider} / {settings.model_name}")
+        name = settings.model_name or "the first model the server lists"
+        out.print(f"  model        endpoint '{settings.model_endpoint}' ({provider}) / {name}")
     out.print(f"  examples     {', '.join(loaded) or 'none'}")
     out.print(
         f"  auth         you are '{settings.dev_identity}'; token in .duratask/dev-token\n"

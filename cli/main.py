@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli import approvals, client, collab, defs, runs
+from cli import approvals, client, collab, defs, governance, runs
 from cli import audit as audit_cli
 from cli import mcp as mcp_cli
 from cli import schedules as schedules_cli
@@ -43,6 +43,7 @@ runs.app.command("rate")(collab.rate)
 runs.app.command("comment")(collab.comment)
 runs.app.command("comments")(collab.comments)
 app.command("handoffs")(collab.handoffs)
+app.command("mentions")(collab.mentions)
 app.command("ratings")(collab.ratings)
 app.add_typer(schedules_cli.app, name="schedule")
 app.command("stats")(stats)
@@ -50,6 +51,10 @@ app.command("audit")(audit_cli.audit)
 app.command("regressions")(regressions)
 runs.app.command("compare")(compare)
 defs.app.command("health")(health)
+runs.app.command("input")(governance.submit_input)  # docs/runs.md#human-input
+runs.app.command("budget")(governance.raise_budget)  # docs/models-and-tools.md#budgets
+runs.app.command("rerun")(governance.rerun)
+defs.app.command("promote")(governance.promote)
 app.command("mcp")(mcp_cli.mcp)  # duratask as an MCP server on stdio (docs/mcp.md)
 
 

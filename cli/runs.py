@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "cancelled": "yellow",
     "running": "cyan",
     "awaiting_approval": "magenta",
+    "awaiting_input": "magenta",
 }
 EXIT_CODES = {"completed": 0, "failed": 1, "cancelled": 3}
 
@@ -188,13 +189,15 @@ def list_(
     params = {k: v for k, v in (("definition_id", definition), ("status", status),
               ("owner", owner), ("trigger", trigger)) if v}  # fmt: skip
     res = Gateway().get("/v1/runs", params={**params, "page_size": limit})
-    table = Table("definition", "status", "trigger", "owner", "started")
+    table = Table("definition", "status", "trigger", "owner", "assignee", "source", "started")
     table.columns.insert(0, Column("run", no_wrap=True))
     for r in res["items"]:
         trig = (r.get("trigger") or "") + (" (proactive)" if r.get("proactive") else "")
         table.add_row(r["run_id"], r.get("definition_id") or "",
                       f"[{STATUS_STYLE.get(r['status'], 'white')}]{r['status']}[/]", trig,
-                      r.get("owner") or "", (r.get("start_time") or "")[:19])  # fmt: skip
+                      r.get("owner") or "", r.get("assignee") or "",
+                      " ".join(f"{k}={v}" for k, v in (r.get("source") or {}).items()),
+                      (r.get("start_time") or "")[:19])  # fmt: skip
     out.print(table)
 
 

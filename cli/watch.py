@@ -116,6 +116,10 @@ class RunView:
             self.approvals[sid or "?"] = data
             if sid:
                 self.step(sid).status = "waiting"
+        elif kind == EventType.AWAITING_INPUT:  # an `input` step waits for a value
+            self.status = "awaiting_input"
+            if sid:
+                self.step(sid).status = "waiting"
         elif kind == EventType.APPROVAL_DECIDED:
             self.approvals.pop(sid or "?", None)
         elif kind in (EventType.TOOL_REQUESTED, EventType.CHILD_STARTED) and sid:
@@ -199,7 +203,8 @@ def _detail(kind: str, data: dict[str, Any], message: str | None) -> str:
     if kind == EventType.PROGRESS:
         return f"{data.get('percent', 0)}%"
     if kind == EventType.LLM_COMPLETED:
-        return f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        tokens = f"{data.get('input_tokens', 0)} in / {data.get('output_tokens', 0)} out tokens"
+        return tokens + (" (estimated)" if data.get("usage_estimated") else "")
     if kind in (EventType.TOOL_REQUESTED, EventType.TOOL_COMPLETED):
         return f"{data.get('tool', '')}" + (" error" if data.get("error") else "")
     if kind == EventType.LLM_RETRY:
@@ -224,7 +229,7 @@ class Follower:
         self.run_id = run_id
         self.on_event = on_event
         self.err = err
-        self.last_id: int | None = None
+        self.last_id: str | None = None
         self.final: str | None = None
 
     def run(self) -> str:
@@ -267,7 +272,7 @@ class Follower:
                     if not sse.data:
                         continue
                     ev = json.loads(sse.data)
-                    self.last_id = ev["offset"]
+                    self.last_id = sse.id or str(ev["offset"])  # `12`, or `12.345` (a delta)
                     self.on_event(ev)
                     if ev["type"] in TERMINAL:
                         self.final = TERMINAL[ev["type"]]

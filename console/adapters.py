@@ -140,7 +140,7 @@ async def add_comment(
         data["to"] = to
     req = collab_api.CommentRequest.model_validate(data)
     return await collab_api.add_comment(
-        run_id, req, await runs_of(request, who), get_collab(request), who
+        run_id, req, await runs_of(request, who), get_collab(request), who, settings_of(request)
     )
 
 

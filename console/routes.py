@@ -389,7 +389,7 @@ async def run_events(request: Request, id: str, after: int | None = None) -> Res
         adapters.require_read(session.principal)
         runs = await adapters.runs_of(request, session.principal)
         await runs.describe(id)
-        start = resume_point(after, request.headers.get("last-event-id"))
+        start, start_relay = resume_point(after, request.headers.get("last-event-id"))
         s = adapters.settings_of(request)
         if request.query_params.get("poll"):
             page_ = await json_page(runs, id, start, TypeFilter([]), 500, s.events_query_timeout_s)
@@ -399,7 +399,7 @@ async def run_events(request: Request, id: str, after: int | None = None) -> Res
         status, detail, _ = problem(e)
         return Response(json.dumps({"detail": detail}), status, media_type="application/json")
     return StreamingResponse(
-        stream(hub, id, start, TypeFilter([]), s.events_keepalive_s),
+        stream(hub, id, start, TypeFilter([]), s.events_keepalive_s, start_relay),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -29,6 +29,26 @@ class AnthropicSettings(BaseModel):
     timeout_s: float = 120.0
 
 
+class ModelEndpoint(BaseModel):
+    """A named model server: what a definition or step picks with `model: {endpoint: NAME}`.
+
+    `kind` is the wire protocol (`openai` covers every OpenAI-compatible server: vLLM,
+    llama.cpp, Ollama, LM Studio, OpenRouter); `default_model` is the model used when a
+    definition names none; `prices` (USD per million tokens, [input, output]) price its
+    models, and a server with a base URL of its own is never priced at a vendor's rates.
+    """
+
+    kind: Literal["openai", "anthropic"] = "openai"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    default_model: str | None = None
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    organization: str | None = None
+    timeout_s: float = 120.0
+    # a 5xx answered to the same request this many times fails the step with its message
+    max_server_error_attempts: int = Field(default=3, ge=1)
+
+
 class ApiKey(BaseModel):
     """A static gateway key mapped to an identity and its scopes."""
 
@@ -59,6 +79,13 @@ class McpServerSettings(BaseModel):
     # unless allow-listed here.
     allow_private: bool = False
     timeout_s: float = 60.0  # one tool call (the step's timeout still bounds the activity)
+
+
+class DailyLimitSettings(BaseModel):
+    """Usage allowed per UTC day (docs/models-and-tools.md#budgets)."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
 
 
 class Settings(BaseSettings):
@@ -128,11 +155,14 @@ class Settings(BaseSettings):
     max_subtask_depth: int = 8
     shutdown_grace_s: float = 10.0
     # how often a running activity's heartbeats reach the server at most (cancel latency)
-    heartbeat_throttle_s: float = 1.0
+    # 0.5 s: a cancelled or steered model call closes its stream well within a second
+    heartbeat_throttle_s: float = 0.5
 
     # Live run events (docs/events.md)
-    stream_llm_deltas: bool = True  # publish the model's text as `llm.delta` events
-    llm_delta_interval_ms: int = 200  # one publish signal per interval, not per token
+    stream_llm_deltas: bool = True  # relay the model's text as live `llm.delta` events
+    llm_delta_interval_ms: int = 200  # one relayed batch per interval (no history cost)
+    events_delta_poll_ms: int = 25  # a watched run's relay is read this often (no history)
+    stream_delta_ttl_s: float = 600.0  # relayed token deltas are pruned after this
     events_keepalive_s: float = 15.0  # SSE keep-alive comment when idle
     events_max_lag: int = 2000  # events a slow SSE client may trail before it is dropped
     events_poll_cooldown_ms: int = 50  # pause between the shared subscription's polls
@@ -152,12 +182,27 @@ class Settings(BaseSettings):
     regression_min_baseline: int = 3
     regression_min_latency_ms: int = 100
     regression_max_definitions: int = 200
+    # every definition's health checked on a Temporal Schedule this often ("" = never)
+    health_check_every: str = "15m"
 
     # Output size kept in history per step before truncation (bytes)
     max_output_bytes: int = 256_000
 
     log_level: str = "INFO"
     log_json: bool = False
+
+    # Bounded inputs (docs/limits.md): every limit is checked before the work it bounds
+    max_body_bytes: int = 4_194_304  # any request body (413 above), streamed bytes counted
+    max_definition_bytes: int = 1_048_576  # a definition document (413 above)
+    max_definition_steps: int = 1_000  # steps in a definition, inline branch steps included
+    max_definition_depth: int = 32  # nesting of the definition document (JSON or YAML)
+    max_template_chars: int = 65_536  # each prompt, system, message, condition, until
+    max_yaml_nodes: int = 100_000  # YAML nodes once aliases are expanded
+    # Temporal's payload (blob) size limit: a run whose input makes a larger payload is
+    # refused with 413 instead of failing in gRPC
+    temporal_payload_limit_bytes: int = 2_097_152
+    schedule_backfill_max_span: str = "366d"  # one backfill request covers at most this
+    schedule_backfill_max_runs: int = 1_000  # and starts at most this many runs
 
     # Scale-out (duratask/peers.py): refuse to start when a live gateway or worker on
     # the same store runs with other shared settings (task queue, namespace, keys)
@@ -217,24 +262,93 @@ class Settings(BaseSettings):
     # number cost no worker memory. 0 turns the cache off (every task replays).
     max_cached_workflows: int = Field(default=1000, ge=0)
 
-    @property
-    def model_provider(self) -> str:
-        """The provider used when a definition does not name one."""
-        if self.default_provider:
-            return self.default_provider
+    # --- budgets (docs/models-and-tools.md#budgets)
+    # what a run does on reaching limits.max_tokens / max_cost_usd when its definition
+    # does not say (`limits.on_budget`): fail with BUDGET_EXCEEDED, or wait for an approver
+    budget_on_exceed: Literal["fail", "approve"] = "fail"
+    # usage allowed per UTC day: each owner's runs together ({"max_cost_usd": 20}), and per
+    # definition id ({"*": {...}} for each definition); reaching one acts as above
+    budget_daily_per_owner: DailyLimitSettings | None = None
+    budget_daily_per_definition: dict[str, DailyLimitSettings] = Field(default_factory=dict)
+
+    # Approvals and outbound requests (docs/security.md). The gateway signs every
+    # approval decision with `approval_key` and the worker checks it (both need it;
+    # `duratask dev` generates one). Older keys still verify, for rotation.
+    approval_key: SecretStr | None = None
+    approval_previous_keys: list[SecretStr] = Field(default_factory=list)
+    # A definition version may not set an approval timeout under this floor (e.g. "1h")
+    # unless its author may approve the step or has tasks:admin.
+    approval_min_timeout: str | None = None
+    # http_request: addresses/networks allowed although not globally routable
+    # (tests' loopback servers); `http_allow_private` allows them all (local dev only).
+    http_allow_networks: list[str] = Field(default_factory=list)
+
+    def approval_keys(self) -> list[bytes]:
+        """The signing key first, then the previous ones (they still verify)."""
+        keys = [self.approval_key, *self.approval_previous_keys]
+        return [k.get_secret_value().encode() for k in keys if k is not None]
+
+    # Model endpoints (docs/models-and-tools.md): name -> endpoint. `openai` and
+    # `anthropic` exist implicitly from the `openai` / `anthropic` blocks above unless
+    # named here; `default_endpoint` is the one used when a definition names none.
+    model_endpoints: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    default_endpoint: str | None = None
+
+    def endpoints(self) -> dict[str, ModelEndpoint]:
+        """Every named endpoint, the implicit `openai` / `anthropic` ones included."""
+        found: dict[str, ModelEndpoint] = {}
+
         if self.openai.api_key or self.openai.base_url:
-            return "openai"
-        if self.anthropic.api_key:
-            return "anthropic"
-        return "scripted"
+            found["openai"] = ModelEndpoint(
+                kind="openai",
+                base_url=self.openai.base_url,
+                api_key=self.openai.api_key,
+                organization=self.openai.organization,
+                timeout_s=self.openai.timeout_s,
+                default_model=self.default_model
+                if self.default_provider in (None, "openai")
+                else None,
+            )
+        if self.anthropic.api_key or self.anthropic.base_url:
+            found["anthropic"] = ModelEndpoint(
+                kind="anthropic",
+                base_url=self.anthropic.base_url,
+                api_key=self.anthropic.api_key,
+                timeout_s=self.anthropic.timeout_s,
+                default_model=self.default_model if self.default_provider == "anthropic" else None,
+            )
+        return {**found, **self.model_endpoints}
 
     @property
-    def model_name(self) -> str:
-        if self.default_model:
-            return self.default_model
-        return {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}.get(
-            self.model_provider, "echo"
-        )
+    def model_endpoint(self) -> str | None:
+        """The endpoint used when a definition names none (None: the scripted model)."""
+        if self.default_endpoint:
+            return self.default_endpoint
+        endpoints = self.endpoints()
+        if self.default_provider in endpoints:
+            return self.default_provider
+        if self.default_provider == "scripted":
+            return None
+        for name in ("openai", "anthropic"):
+            if name in endpoints:
+                return name
+        return next(iter(self.model_endpoints), None)
+
+    @property
+    def model_provider(self) -> str:
+        """The provider (wire protocol) used when a definition does not name one."""
+        endpoint = self.model_endpoint
+        if endpoint is not None and endpoint in self.endpoints():
+            return self.endpoints()[endpoint].kind
+        return self.default_provider or "scripted"
+
+    @property
+    def model_name(self) -> str | None:
+        """The default model: the endpoint's own (None: the endpoint decides at call time)."""
+        endpoint = self.model_endpoint
+        if endpoint is None:
+            return self.default_model or "echo"
+        return self.endpoints().get(endpoint, ModelEndpoint()).default_model or self.default_model
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
@@ -20,6 +21,9 @@ from workflows.models import (
     RunMeta,
 )
 from workflows.run_workflow import TaskRunWorkflow
+
+# The approval key test workers verify with (and tests sign with, as the gateway does)
+APPROVAL_KEY = "test-approval-key"
 
 
 def definition(steps: list[dict[str, Any]], **extra: Any) -> TaskDefinition:
@@ -43,7 +47,9 @@ def run_input(
 
 
 def make_worker(client: Client, task_queue: str, **kwargs: Any) -> Worker:
-    settings = kwargs.pop("settings", None) or Settings(http_allow_private=True)
+    settings = kwargs.pop("settings", None) or Settings(
+        http_allow_private=True, approval_key=SecretStr(APPROVAL_KEY)
+    )
     return build_worker(client, settings, task_queue, **kwargs)
 
 

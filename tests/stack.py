@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,6 +24,7 @@ from api.app import create_app
 from duratask.serving import EmbeddedServer
 from duratask.settings import Settings
 from tests.databases import chosen_db_kind, new_database_url
+from tests.helpers import APPROVAL_KEY
 from worker.main import build_worker
 
 
@@ -64,7 +66,7 @@ def stack_settings(env: WorkflowEnvironment, task_queue: str, tmp: Path, **kw: A
         task_queue=task_queue,
         http_allow_private=True,
         _env_file=None,  # type: ignore[call-arg]
-        **kw,
+        **{"approval_key": SecretStr(APPROVAL_KEY), **kw},
     )
 
 

@@ -19,23 +19,29 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.bundles import StoreActivities
+from activities.health import HealthActivities
 from activities.llm.activity import LlmActivities
 from activities.llm.streaming import delta_sink_factory
 from activities.notify import NotifyActivities
 from activities.tools.activity import ToolActivities
 from activities.tools.mcp import McpActivities
 from activities.tools.registry import ToolRegistry, build_registry
+from activities.usage import UsageActivities
 from duratask.access import SYSTEM
+from duratask.health_schedule import ensure_health_schedule
 from duratask.logging import configure_logging, get_logger
 from duratask.peers import PeerMismatch, joined
 from duratask.schedules.service import ScheduleService
 from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
+from duratask.store.deltas import DeltaRelay
 from duratask.telemetry import runtime_for, tracing_on
 from worker.attempts import AttemptInterceptor
 from worker.client import connect, ensure_search_attributes
 from worker.run_metrics import RunMetricsInterceptor
+from workflows import proofs
+from workflows.health_check import HealthCheckWorkflow
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
@@ -47,9 +53,10 @@ def activities_for(
     services: dict[str, Any] | None = None,
     store: DefinitionStore | None = None,
 ) -> list[Any]:
-    deltas = (
-        delta_sink_factory(settings.llm_delta_interval_ms) if settings.stream_llm_deltas else None
-    )
+    deltas = None
+    if settings.stream_llm_deltas and store is not None:  # the relay lives in the store
+        relay = DeltaRelay(store.engine, settings.stream_delta_ttl_s)
+        deltas = delta_sink_factory(settings.llm_delta_interval_ms, relay)
     llm = LlmActivities(settings, registry, delta_sink_factory=deltas)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
@@ -57,6 +64,8 @@ def activities_for(
     found.append(McpActivities(settings).list_tools)  # MCP tool sources (docs/mcp.md)
     if store is not None:
         found.append(StoreActivities(store).resolve_bundle)
+        found.append(UsageActivities(store).record_usage)  # daily budgets
+        found.append(HealthActivities(settings, store).check_all)
     return found
 
 
@@ -84,12 +93,16 @@ def build_worker(
 ) -> Worker:
     registry = registry or build_registry(settings)
     store = store or worker_store(settings)
+    if settings.approval_key is not None:  # read by workflow code; never in history
+        proofs.install_keys(settings.approval_keys())
+    else:
+        log.warning("no DURATASK_APPROVAL_KEY: approval decisions cannot be verified")
     if services is None:
         services = default_services(client, store, settings)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TaskRunWorkflow],
+        workflows=[TaskRunWorkflow, HealthCheckWorkflow],
         activities=list(
             activities
             if activities is not None
@@ -129,6 +142,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         except (NotImplementedError, RuntimeError):
             pass
     async with joined(store.engine, settings, "worker"):
+        await ensure_health_schedule(client, settings)
         log.info(
             "worker started",
             task_queue=settings.task_queue,

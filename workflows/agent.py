@@ -9,24 +9,26 @@ tool calls or `max_steps` model calls have been made. Interventions arrive as th
 - `collect` buffers messages and merges them into one follow-up turn afterwards;
 - `followup` queues a new turn per message after the current one.
 
-The loop also keeps the model's own plan (a `plan` tool call or a numbered list in
-its reply) in the run state, raises a drift alert with a reminder when turns pass
-without a plan step done, mirrors a bounded view of the conversation into the step
-state, and continues-as-new before the history grows large, carrying the whole
-conversation and the intervention buffers into the next execution.
+The loop also keeps the model's own plan in the run state, but only an explicit one
+(the `plan` tool, or a `plan` list in the JSON reply of a step with `output: json`):
+prose that happens to hold a numbered list is an answer, not a plan. It raises a drift
+alert with a reminder when turns pass without a plan step done, mirrors a bounded view
+of the conversation into the step state, and continues-as-new before the history grows
+large, carrying the whole conversation and the intervention buffers into the next
+execution. A run cancelled while a model call is in flight cancels that call's
+activity at once (it would otherwise learn of it only from a failed heartbeat).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 
 from workflows import contracts
-from workflows.definition import LlmCallStep, ModelSpec
+from workflows.definition import LlmCallStep, ModelSpec, resolve_model
 from workflows.errors import StepFailure, fail
 from workflows.events import EventType
 from workflows.mcp_tools import McpToolSpec, tool_allowed
@@ -48,7 +50,8 @@ if TYPE_CHECKING:
     from workflows.host import RunHost
 
 PLAN_TOOL = "plan"
-_PLAN_LINE = re.compile(r"^\s*(\d{1,3})[.)]\s+(?:\[([ xX])\]\s*)?(\S.*?)\s*$")
+# Runs started before the run's cancel reached the model call replay without it.
+PATCH_CANCEL_MODEL_CALL = "agent-cancel-model-call"
 
 
 class AgentLoop:
@@ -79,14 +82,11 @@ class AgentLoop:
 
     # ------------------------------------------------------------ the step
     def model_for(self, step: LlmCallStep) -> ModelSpec:
-        base = self.wf.inp.config.default_model
-        definition_model = self.wf.definition.model
-        model = definition_model.merged_over(base) if definition_model else base
-        if step.model:
-            model = step.model.merged_over(model)
-        if not model.provider:
-            model = model.model_copy(update={"provider": base.provider, "name": base.name})
-        return model
+        """Endpoint defaults -> definition -> step -> run override, field by field."""
+        cfg = self.wf.inp.config
+        return resolve_model(
+            cfg.default_model, self.wf.definition.model, step.model, cfg.model_override
+        )
 
     async def run(self, step: LlmCallStep) -> tuple[Any, bool]:
         carried = self.carry if self.carry and self.carry.step_id == step.id else None
@@ -170,7 +170,7 @@ class AgentLoop:
             )
             self.turns_since_progress += 1
             if last.text:
-                self._plan_from_text(step, last.text, calls)
+                self._plan_from_reply(step, last.text, calls)
             self._publish(step, messages, calls)
             if not last.tool_calls:
                 return last, calls
@@ -217,7 +217,12 @@ class AgentLoop:
             task = asyncio.ensure_future(
                 self.wf.activity(contracts.LLM_ACTIVITY, req, LlmResponse, step, summary)
             )
-            await workflow.wait_condition(lambda t=task: t.done() or bool(self.steers))  # type: ignore[misc]
+            try:
+                await workflow.wait_condition(lambda t=task: t.done() or bool(self.steers))  # type: ignore[misc]
+            except asyncio.CancelledError:
+                if workflow.patched(PATCH_CANCEL_MODEL_CALL):
+                    await _cancel_and_wait(task)  # the run is cancelled: stop the call now
+                raise
             if task.done():
                 response: LlmResponse = task.result()
                 break
@@ -239,7 +244,9 @@ class AgentLoop:
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
             cost_usd=response.usage.cost_usd,
+            usage_estimated=response.usage.estimated,
         )
+        await self.wf.budget.after_model_call(step)  # limits (workflows/budget.py)
         return response
 
     def _apply_steers(self, messages: list[ChatMessage]) -> None:
@@ -277,21 +284,20 @@ class AgentLoop:
         self._update_plan(step, new, set(done), turn)
         return ToolResult(output={"plan": self._plan_text()})
 
-    def _plan_from_text(self, step: LlmCallStep, text: str, turn: int) -> None:
-        """A numbered list in a reply sets the plan; `[x]` boxes mark steps done."""
-        lines = [m for m in (_PLAN_LINE.match(line) for line in text.splitlines()) if m]
-        if len(lines) < 2 or int(lines[0].group(1)) != 1:
+    def _plan_from_reply(self, step: LlmCallStep, text: str, turn: int) -> None:
+        """A step that asks for JSON may answer `{"plan": [...], "done": [n, ...], ...}`."""
+        if step.output != "json":
             return
-        done = {int(m.group(1)) for m in lines if (m.group(2) or "").lower() == "x"}
-        plan = self.wf.tracker.state.agent_plan
-        if plan and len(plan) == len(lines):
-            self._update_plan(step, None, done, turn)
-        else:
-            items = [
-                AgentPlanItem(number=int(m.group(1)), text=m.group(3), step_id=step.id)
-                for m in lines
-            ]
-            self._update_plan(step, items, done, turn)
+        try:
+            reply = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        if not isinstance(reply, dict) or "plan" not in reply:
+            return
+        call = ToolCall(id="reply", name=PLAN_TOOL, arguments={
+            "items": reply.get("plan"), "done": reply.get("done") or []
+        })  # fmt: skip
+        self._plan_tool(step, call, turn)
 
     def _update_plan(
         self, step: LlmCallStep, items: list[AgentPlanItem] | None, done: set[int], turn: int
@@ -377,6 +383,15 @@ class AgentLoop:
                 followups=self.followups,
             )
         )
+
+
+async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
+    """Request the activity's cancellation and wait until it has stopped (or ended)."""
+    task.cancel()
+    try:
+        await task
+    except (asyncio.CancelledError, StepFailure):
+        pass
 
 
 def _tool_content(result: ToolResult) -> str:

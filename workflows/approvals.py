@@ -25,13 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
-from workflows import contracts
+from workflows import contracts, proofs
 from workflows.definition import ApprovalStep
 from workflows.durations import parse_duration
 from workflows.errors import fail
 from workflows.events import EventType
-from workflows.models import ApprovalDecision, NotifyRequest, NotifyResult, RunStatus
+from workflows.models import (
+    ApprovalDecision,
+    ApprovalOutcome,
+    NotifyRequest,
+    NotifyResult,
+    RunStatus,
+)
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = timedelta(hours=24)
 NOTIFY_TIMEOUT = timedelta(minutes=1)
 MEMO_KEY = "duratask.approval"
+PATCH_PROOFS = "approval-proofs"  # the approve signal requires a proof from here on
 MEMO_PROMPT_CHARS = 2000
 MAX_PROMPT_CHARS = 8000  # the prompt is kept in state, output and events: bound it
 
@@ -109,10 +117,102 @@ class Approvals:
     def __init__(self, wf: RunHost) -> None:
         self.wf = wf
         self.pending: _Pending | None = None
+        self.nonces: list[str] = []  # proofs already used in this run (no replays)
 
-    # ------------------------------------------------------------ the signal
+    # ------------------------------------------------------------ decisions
+    def problem(self, decision: ApprovalDecision, *, proof: bool = True) -> tuple[str, str] | None:
+        """Why `decision` cannot count now, as (error type, reason); None when it can.
+
+        Types: CONFLICT (nothing waiting, already decided), FORBIDDEN (no valid proof,
+        not an approver), INVALID (not approve/reject). Pure: an update validator runs it.
+        """
+        p = self.pending
+        who = decision.approver
+        verdict = decision.decision.strip().lower()
+        if p is None or p.done:
+            return contracts.E_APPROVAL_CONFLICT, "no approval step is waiting"
+        if verdict not in ("approve", "reject"):
+            what = f"unknown decision {decision.decision!r}: send 'approve' or 'reject'"
+            return contracts.E_APPROVAL_INVALID, what
+        if proof:
+            bad = proofs.check(
+                decision, workflow.info().workflow_id, p.step.id, p.requested_at,
+                workflow.now(), tuple(self.nonces),
+            )  # fmt: skip
+            if bad is not None:
+                return contracts.E_APPROVAL_FORBIDDEN, bad
+        if not is_allowed(p.step.approvers, who, decision.groups):
+            why = f"'{who}' is not an approver of step '{p.step.id}'"
+            return contracts.E_APPROVAL_FORBIDDEN, why
+        if normalise(who) in p.votes:
+            return contracts.E_APPROVAL_CONFLICT, f"'{who}' already decided step '{p.step.id}'"
+        return None
+
+    def validate(self, decision: ApprovalDecision) -> None:
+        """The `decide` update's validator: a refused update never reaches history."""
+        found = self.problem(decision)
+        if found is not None:
+            kind, why = found
+            raise ApplicationError(why, type=kind, non_retryable=True)
+
+    def count_update(self, decision: ApprovalDecision) -> ApprovalOutcome:
+        """The `decide` update's handler: count the (validated) decision, answer the tally."""
+        self.validate(decision)  # same activation as the validator; kept for safety
+        p = self.pending
+        assert p is not None
+        self._count(p, decision)
+        return ApprovalOutcome(
+            step_id=p.step.id,
+            decision=decision.decision.strip().lower(),
+            approver=decision.approver,
+            comment=decision.comment,
+            approvals=len(p.approvals),
+            min_approvals=p.step.min_approvals,
+            done=p.done,
+        )
+
     def decide(self, decision: ApprovalDecision) -> None:
-        """Count a decision if its approver may decide the waiting step; else record it."""
+        """The `approve` signal: count a decision with a valid proof; else record why not."""
+        if not workflow.patched(PATCH_PROOFS):
+            self._decide_unproven(decision)  # histories from before proofs replay as they ran
+            return
+        p = self.pending
+        found = self.problem(decision)
+        if found is None:
+            assert p is not None
+            self._count(p, decision)
+        elif p is not None and found[0] == contracts.E_APPROVAL_CONFLICT and not p.done:
+            key = normalise(decision.approver)
+            self.wf.tracker.emit(
+                EventType.APPROVAL_DUPLICATE,
+                p.step.id,
+                f"'{decision.approver}' already decided this step; counted once",
+                approver=decision.approver,
+                decision=decision.decision.strip().lower(),
+                counted=p.votes[key]["decision"],
+            )
+        else:
+            self._refuse(decision, p.step.id if p else None, found[1])
+
+    def _count(self, p: _Pending, decision: ApprovalDecision) -> None:
+        who = decision.approver
+        if decision.proof is not None:
+            self.nonces.append(decision.proof.nonce)
+        vote: dict[str, Any] = {
+            "approver": who,
+            "decision": decision.decision.strip().lower(),
+            "comment": decision.comment,
+            "time": workflow.now().isoformat(),
+        }
+        p.votes[normalise(who)] = vote
+        self.wf.tracker.emit(
+            EventType.APPROVAL_VOTE, p.step.id, f"{who}: {vote['decision']}", **vote
+        )
+        self.wf.tracker.state.pending_approvals = [p.public()]
+        workflow.upsert_memo({MEMO_KEY: p.memo()})
+
+    def _decide_unproven(self, decision: ApprovalDecision) -> None:
+        """The rule before proofs (kept only so old histories replay unchanged)."""
         p = self.pending
         who = decision.approver
         verdict = decision.decision.strip().lower()
@@ -137,16 +237,7 @@ class Approvals:
                 counted=p.votes[key]["decision"],
             )
             return
-        vote: dict[str, Any] = {
-            "approver": who,
-            "decision": verdict,
-            "comment": decision.comment,
-            "time": workflow.now().isoformat(),
-        }
-        p.votes[key] = vote
-        self.wf.tracker.emit(EventType.APPROVAL_VOTE, p.step.id, f"{who}: {verdict}", **vote)
-        self.wf.tracker.state.pending_approvals = [p.public()]
-        workflow.upsert_memo({MEMO_KEY: p.memo()})
+        self._count(p, decision)
 
     def _refuse(self, decision: ApprovalDecision, step_id: str | None, reason: str) -> None:
         self.wf.tracker.emit(

@@ -16,6 +16,7 @@ TOOL_ACTIVITY = "duratask.tool.call"
 MCP_LIST_ACTIVITY = "duratask.mcp.list_tools"
 NOTIFY_ACTIVITY = "duratask.notify"
 RESOLVE_BUNDLE_ACTIVITY = "duratask.store.resolve_bundle"
+USAGE_ACTIVITY = "duratask.store.record_usage"  # daily budgets (workflows/budget.py)
 
 # Custom search attributes: the operator's filters in the Temporal Web UI
 SA_DEFINITION = SearchAttributeKey.for_keyword("DurataskDefinition")
@@ -63,3 +64,10 @@ E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 E_WORKER_SHUTDOWN = "WorkerShutdown"
 HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
 E_WORKER_LOST = "WORKER_LOST"
+E_BUDGET = "BUDGET_EXCEEDED"  # a token or cost limit reached (docs/models-and-tools.md#budgets)
+
+# Why a `decide` update was refused (ApplicationError.type): the gateway maps them
+# to 409, 403 and 422.
+E_APPROVAL_CONFLICT = "APPROVAL_CONFLICT"
+E_APPROVAL_FORBIDDEN = "APPROVAL_FORBIDDEN"
+E_APPROVAL_INVALID = "APPROVAL_INVALID"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from workflows.durations import parse_duration
@@ -48,23 +50,61 @@ class ScriptedReply(_Model):
 
 
 class ModelSpec(_Model):
-    provider: str | None = None
+    """Which model a call uses and how; every field left out is taken from the level below.
+
+    Levels, lowest first: the endpoint's defaults (settings), the definition's `model`,
+    the step's `model`, the run's override. Merging is field by field on what a level
+    sets (None is "not set"), so a definition read back from the store, where every
+    field is written out, merges exactly like the one that was posted.
+    """
+
+    endpoint: str | None = None  # a named endpoint from settings (`model_endpoints`)
+    provider: str | None = None  # the wire protocol: openai, anthropic, scripted
     name: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
-    stream: bool = True
+    stream: bool | None = None  # None: streamed
+    # a reply cut off by the token limit (finish_reason `length`): fail the step, or keep it
+    on_length: Literal["fail", "accept"] | None = None
     # `scripted` provider: replies in order (name `script`); `echo` needs none.
     script: list[ScriptedReply] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def streamed(self) -> bool:
+        return self.stream is not False
+
     def merged_over(self, base: ModelSpec | None) -> ModelSpec:
-        """This spec with unset fields taken from `base`."""
+        """This spec over `base`: each field this one sets wins; `options` merge by key."""
         if base is None:
             return self
-        data = base.model_dump(exclude_unset=True)
-        data.update(self.model_dump(exclude_unset=True))
+        data: dict[str, Any] = {}
+        for field in type(self).model_fields:
+            mine, theirs = getattr(self, field), getattr(base, field)
+            if field == "options":
+                data[field] = {**theirs, **mine}
+            else:
+                data[field] = mine if mine is not None else theirs
+        other_endpoint = self.endpoint is not None and self.endpoint != base.endpoint
+        other_provider = self.provider is not None and self.provider != base.provider
+        if other_endpoint and self.provider is None:
+            data["provider"] = None  # another endpoint: its own kind, not the base's provider
+        if other_provider and self.endpoint is None:
+            data["endpoint"] = None  # another provider: its own endpoint
+        if (other_endpoint or other_provider) and self.name is None:
+            data["name"] = None  # and that endpoint's own default model
         return ModelSpec.model_validate(data)
+
+
+def resolve_model(default: ModelSpec, *levels: ModelSpec | None) -> ModelSpec:
+    """The model a call uses: `default` (the endpoint's), then each level over it in turn
+    (definition, step, run override)."""
+    model = default
+    for level in levels:
+        if level is not None:
+            model = level.merged_over(model)
+    return model
 
 
 class RetrySpec(_Model):
@@ -76,9 +116,20 @@ class RetrySpec(_Model):
     _d = field_validator("initial_interval", "max_interval")(_check_duration)
 
 
-class Limits(_Model):
+class StepLimits(_Model):
+    """A step's spending limits (docs/models-and-tools.md#budgets): checked after every
+    model call of the step."""
+
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
+class Limits(StepLimits):
     max_steps: int = Field(default=50, ge=1, le=10_000)
     timeout: Duration | None = None
+    # on reaching max_tokens / max_cost_usd: fail with BUDGET_EXCEEDED, or wait for an
+    # approver to raise the budget; None: the operator's setting (`budget_on_exceed`)
+    on_budget: Literal["fail", "approve"] | None = None
 
     _d = field_validator("timeout")(_check_duration)
 
@@ -104,6 +155,7 @@ class _Step(_Model):
     next: str | None = None
     timeout: Duration | None = None
     retry: RetrySpec | None = None
+    limits: StepLimits | None = None
 
     _d = field_validator("timeout")(_check_duration)
 
@@ -199,6 +251,25 @@ class NotifyStep(_Step):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class InputStep(_Step):
+    """Ask a person for a value (docs/runs.md#human-input): the run waits until someone
+    who may act on it submits one the JSON Schema accepts; it is the step's output.
+    `timeout` bounds the wait (the step fails when it passes)."""
+
+    action: Literal["input"] = "input"
+    schema_: dict[str, Any] = Field(alias="schema")
+    prompt: str | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as e:
+            raise ValueError(f"not a valid JSON Schema: {e.message}") from None
+        return value
+
+
 Step = Annotated[
     LlmCallStep
     | ToolCallStep
@@ -207,7 +278,8 @@ Step = Annotated[
     | ParallelStep
     | ApprovalStep
     | WaitStep
-    | NotifyStep,
+    | NotifyStep
+    | InputStep,
     Field(discriminator="action"),
 ]
 ACTIONS = (
@@ -219,6 +291,7 @@ ACTIONS = (
     "approval",
     "wait",
     "notify",
+    "input",
 )
 
 

@@ -1,9 +1,9 @@
 """The run's live event stream: names, the wire shape, and the workflow-side publisher.
 
 Every run hosts one durable, offset-addressed stream (`temporalio.contrib.workflow_streams`)
-on a single topic. The workflow publishes what `RunTracker.emit()` records; the LLM
-activity publishes `llm.delta` batches into the same topic, so one offset sequence orders
-everything a watcher sees. Publishing is in-memory workflow state, not a command: adding
+on a single topic. The workflow publishes what `RunTracker.emit()` records. The LLM
+activity's token deltas (`TRANSIENT` types) are relayed to the gateways outside history
+(`duratask.store.deltas`) and merged into the feed between the durable events. Publishing is in-memory workflow state, not a command: adding
 or removing it never changes the command sequence that replay checks.
 """
 
@@ -61,6 +61,12 @@ class EventType(StrEnum):
     APPROVAL_REMINDER = "approval.reminder"
     APPROVAL_NOTIFY_FAILED = "approval.notify_failed"
     APPROVAL_DECIDED = "approval.decided"
+    USAGE_UPDATED = "usage.updated"
+    BUDGET_EXCEEDED = "budget.exceeded"
+    BUDGET_RAISED = "budget.raised"
+    AWAITING_INPUT = "run.awaiting_input"
+    INPUT_RECEIVED = "input.received"
+    STEP_REUSED = "step.reused"
     CHILD_STARTED = "child.started"
     CHILD_COMPLETED = "child.completed"
     RUN_COMPLETED = "run.completed"
@@ -69,6 +75,8 @@ class EventType(StrEnum):
 
 
 TERMINAL = frozenset({EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED})
+# Live-only types: relayed outside the Workflow Stream (docs/events.md), no offset of their own
+TRANSIENT = frozenset({EventType.LLM_DELTA, EventType.LLM_RETRY})
 
 
 def wire(

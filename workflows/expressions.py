@@ -7,6 +7,14 @@ access to Python objects (dots read dictionary keys), no dunder names and no I/O
 so it is safe on user input and deterministic inside the workflow sandbox.
 
 `a | f(x)` applies the filter `f` to `a` (`f(a, x)`), like Jinja.
+
+Evaluation has a budget, because expressions are user content evaluated inside the
+workflow: nesting depth is checked on parse, every value an expression builds is
+measured (characters plus items, shared sub-lists counted each time they appear), an
+operation whose result would be too large is refused before it runs, and the total
+work of one evaluation is capped. The budget counts units of work, never time, so it
+stays deterministic. Every failure inside evaluation is an `ExpressionError`, which
+the workflow turns into the step's template or condition error.
 """
 
 from __future__ import annotations
@@ -14,17 +22,27 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 MAX_EXPRESSION_CHARS = 4000
-MAX_VALUE_CHARS = 1_000_000
+MAX_VALUE_CHARS = 1_000_000  # a built string or list: characters + items, nested ones counted
+MAX_DEPTH = 64  # nesting of the expression's syntax tree
+MAX_WORK = 4_000_000  # units (characters, items, nodes) one evaluation may touch
+MAX_INT_BITS = 4096
+MAX_FORMAT_WIDTH = 10_000
+_FORMAT_WIDTH = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 ROOT_NAMES = ("input", "steps", "run", "item", "branch")
 CONSTANTS = {"true": True, "false": False, "null": None, "none": None}
 
 
 class ExpressionError(ValueError):
     """The expression is malformed or uses something that is not allowed."""
+
+
+class BudgetError(ExpressionError):
+    """The expression would build too large a value or do too much work."""
 
 
 class MissingValueError(ExpressionError):
@@ -125,6 +143,9 @@ def parse(source: str) -> ast.Expression:
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as e:
         raise ExpressionError(f"syntax error in {source.strip()!r}: {e.msg}") from None
+    except (RecursionError, MemoryError, ValueError):  # ValueError: a NUL byte
+        raise ExpressionError(f"expression nested too deeply or malformed: {source[:80]!r}")
+    _check_depth(tree)
     for node in ast.walk(tree):
         if not isinstance(node, _ALLOWED):
             raise ExpressionError(f"{type(node).__name__} is not allowed in {source.strip()!r}")
@@ -137,6 +158,16 @@ def parse(source: str) -> ast.Expression:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
             _check_filter(node.right, source)
     return tree
+
+
+def _check_depth(tree: ast.AST) -> None:
+    """Refuse trees nested deeper than MAX_DEPTH (walked without recursion)."""
+    todo: list[tuple[ast.AST, int]] = [(tree, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"expression nested deeper than {MAX_DEPTH} levels")
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 def _check_call(node: ast.Call, source: str) -> None:
@@ -195,19 +226,90 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+MAX_VALUE_SIZE = 2_000_000  # deep size of a built value: characters + items + numbers
+
+
+def measure(value: Any, limit: int = MAX_VALUE_SIZE) -> int:
+    """Characters + items in a value, a shared sub-list counted wherever it appears.
+
+    Walks without recursion and stops as soon as the count passes `limit`, so measuring
+    costs at most `limit` steps even for `[[1] * 999999] * 999999`."""
+    total = 0
+    todo = [value]
+    while todo:
+        v = todo.pop()
+        if isinstance(v, str):
+            total += len(v)
+        elif isinstance(v, list | tuple):
+            total += len(v) + 1
+            if total > limit:
+                return total
+            todo.extend(v)
+        elif isinstance(v, Mapping):
+            total += 2 * len(v) + 1
+            if total > limit:
+                return total
+            todo.extend(v.keys())
+            todo.extend(v.values())
+        elif isinstance(v, int) and not isinstance(v, bool):
+            total += 1 + v.bit_length() // 64
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
+def _too_large(what: str = "expression result") -> BudgetError:
+    return BudgetError(f"{what} too large (limit {MAX_VALUE_SIZE:,} characters and items)")
+
+
+def _sum(items: Any, start: Any = 0) -> Any:
+    # adding lists copies the running total each time: quadratic, so bounded
+    if isinstance(start, list) and len(items) * measure(items, MAX_WORK) > MAX_WORK:
+        raise BudgetError(f"sum() of lists does too much work (limit {MAX_WORK:,} units)")
+    return sum(items, start)
+
+
+FUNCTIONS["sum"] = _sum
+# Functions whose result can be much larger than their arguments: the result's size is
+# estimated (and refused when too large) before they run.
+_GROWTH: dict[str, Callable[..., int]] = {
+    "join": lambda items, sep=", ": measure(items) + len(items) * len(_to_str(sep)),
+    "replace": lambda s, a, b: (
+        len(_to_str(s)) + (_to_str(s).count(a) + (1 if a == "" else 0)) * len(str(b))
+    ),
+}
+
+
 class Evaluator:
-    """Evaluates a checked expression tree against a namespace of plain data."""
+    """Evaluates a checked expression tree against a namespace of plain data, within the
+    budget: values it builds are measured, and the work of one evaluation is counted."""
 
     def __init__(self, namespace: Mapping[str, Any]) -> None:
         self.ns = namespace
+        self.work = 0
+
+    def charge(self, units: int) -> None:
+        self.work += units
+        if self.work > MAX_WORK:
+            raise BudgetError(f"expression does too much work (limit {MAX_WORK:,} units)")
 
     def eval(self, node: ast.AST) -> Any:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
             raise ExpressionError(f"{type(node).__name__} is not allowed")
+        self.charge(1)
         value = method(node)
         if isinstance(value, str | list) and len(value) > MAX_VALUE_CHARS:
             raise ExpressionError("expression result too large")
+        if isinstance(node, _BUILDERS) and isinstance(value, list | dict):
+            size = measure(value)
+            if size > MAX_VALUE_SIZE:
+                raise _too_large()
+            self.charge(size)
+        elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise BudgetError(f"number larger than {MAX_INT_BITS} bits")
         return value
 
     def _Expression(self, node: ast.Expression) -> Any:
@@ -236,7 +338,12 @@ class Evaluator:
             lower = self.eval(s.lower) if s.lower else None
             upper = self.eval(s.upper) if s.upper else None
             step = self.eval(s.step) if s.step else None
-            return base[lower:upper:step]
+            if not isinstance(base, str | list):
+                raise ExpressionError(f"cannot slice a {_kind(base)}")
+            try:
+                return base[lower:upper:step]
+            except (TypeError, ValueError) as e:
+                raise ExpressionError(f"bad slice: {e}") from None
         key = self.eval(node.slice)
         try:
             return base[key]
@@ -250,9 +357,15 @@ class Evaluator:
         return [self.eval(e) for e in node.elts]
 
     def _Dict(self, node: ast.Dict) -> Any:
-        return {
-            self.eval(k): self.eval(v) for k, v in zip(node.keys, node.values, strict=True) if k
-        }
+        out = {}
+        for k, v in zip(node.keys, node.values, strict=True):
+            if k is None:  # `**x`: skipped, as it always was (old runs replay the same)
+                continue
+            key = self.eval(k)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise ExpressionError(f"a dict key cannot be a {_kind(key)}")
+            out[key] = self.eval(v)
+        return out
 
     def _BoolOp(self, node: ast.BoolOp) -> Any:
         if isinstance(node.op, ast.And):
@@ -273,6 +386,9 @@ class Evaluator:
         value = self.eval(node.operand)
         if isinstance(node.op, ast.Not):
             return not value
+        if not isinstance(value, int | float):  # bool is an int
+            sign = "-" if isinstance(node.op, ast.USub) else "+"
+            raise ExpressionError(f"cannot apply '{sign}' to a {_kind(value)}")
         if isinstance(node.op, ast.USub):
             return -value
         return +value
@@ -281,17 +397,40 @@ class Evaluator:
         if isinstance(node.op, ast.BitOr):
             return self._filter(node.left, node.right)
         left, right = self.eval(node.left), self.eval(node.right)
-        if (
-            isinstance(node.op, ast.Mult)
-            and isinstance(left, str | list)
-            and isinstance(right, int)
-            and len(left) * right > MAX_VALUE_CHARS
-        ):
-            raise ExpressionError("expression result too large")
+        self._check_binop(node.op, left, right)
         try:
             return _BINOPS[type(node.op)](left, right)
-        except (TypeError, ZeroDivisionError) as e:
+        except (TypeError, ZeroDivisionError, ValueError, OverflowError) as e:
             raise ExpressionError(f"cannot compute: {e}") from None
+
+    def _check_binop(self, op: ast.operator, left: Any, right: Any) -> None:
+        """Refuse, before computing it, a result that would break the budget."""
+        if isinstance(op, ast.Mod) and isinstance(left, str):
+            for m in _FORMAT_WIDTH.finditer(left):  # '%0999999999d' pads to a gigabyte
+                if m.group(1) == "*" or int(m.group(1) or 0) > MAX_FORMAT_WIDTH:
+                    raise BudgetError(f"'%' format width over {MAX_FORMAT_WIDTH:,}")
+                if m.group(2) == "*" or int(m.group(2) or 0) > MAX_FORMAT_WIDTH:
+                    raise BudgetError(f"'%' format precision over {MAX_FORMAT_WIDTH:,}")
+        if isinstance(op, ast.Mult):
+            seq, n = (left, right) if isinstance(left, str | list) else (right, left)
+            if isinstance(seq, str | list) and isinstance(n, int):
+                if len(seq) * n > MAX_VALUE_CHARS:
+                    raise ExpressionError("expression result too large")
+                if isinstance(seq, list) and n > 0 and measure(seq) * n > MAX_VALUE_SIZE:
+                    raise _too_large()
+            elif (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and left.bit_length() + right.bit_length() > MAX_INT_BITS
+            ):
+                raise BudgetError(f"number larger than {MAX_INT_BITS} bits")
+        if (
+            isinstance(op, ast.Add)
+            and isinstance(left, str | list)
+            and isinstance(right, str | list)
+            and len(left) + len(right) > MAX_VALUE_CHARS
+        ):
+            raise ExpressionError("expression result too large")
 
     def _Compare(self, node: ast.Compare) -> Any:
         left = self.eval(node.left)
@@ -336,15 +475,51 @@ class Evaluator:
             except MissingValueError:
                 return False
         args = [self.eval(n) for n in nodes]
+        for a in args:  # every function is at most linear in its arguments' size ...
+            self.charge(measure(a, MAX_WORK))
         try:
+            grow = _GROWTH.get(name)  # ... except these, whose result is estimated first
+            if grow is not None and grow(*args) > MAX_VALUE_SIZE:
+                raise _too_large(f"result of {name}()")
             return FUNCTIONS[name](*args)
-        except (TypeError, ValueError, KeyError, IndexError) as e:
+        except ExpressionError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, ArithmeticError, AttributeError) as e:
             raise ExpressionError(f"{name}(): {e}") from None
+        except RecursionError:
+            raise ExpressionError(f"{name}(): value nested too deeply") from None
+
+
+_BUILDERS = (ast.BinOp, ast.Call, ast.List, ast.Tuple, ast.Dict)  # nodes that build values
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
 
 
 def evaluate(source: str | ast.Expression, namespace: Mapping[str, Any]) -> Any:
+    """Evaluate within the budget; any failure is an ExpressionError (never another type,
+    which inside the workflow would fail the workflow task instead of the step)."""
     tree = parse(source) if isinstance(source, str) else source
-    return Evaluator(namespace).eval(tree)
+    try:
+        return Evaluator(namespace).eval(tree)
+    except ExpressionError:
+        raise
+    except RecursionError:
+        raise ExpressionError("expression or value nested too deeply") from None
+    except MemoryError:
+        raise _too_large() from None
+    except Exception as e:  # a case the evaluator does not name yet: still the step's error
+        raise ExpressionError(f"cannot evaluate: {type(e).__name__}: {e}") from None
 
 
 def evaluate_condition(source: str, namespace: Mapping[str, Any]) -> bool:

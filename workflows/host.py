@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 if TYPE_CHECKING:
     from temporalio.common import Priority as TemporalPriority
 
+    from workflows.budget import Budget
     from workflows.definition import Step, TaskDefinition
     from workflows.mcp_tools import McpToolSpec
     from workflows.models import (
@@ -39,6 +40,7 @@ class RunHost(Protocol):
     outputs: dict[str, dict[str, Any]]
     executions: dict[str, int]
     priority: Priority
+    budget: Budget  # token / cost limits, checked after every model call
 
     # the workflow's own entry points: children run the same workflow type
     # (`type(host).run`) and are told of a cancel with its signal

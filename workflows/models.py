@@ -37,6 +37,7 @@ class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
     awaiting_approval = "awaiting_approval"
+    awaiting_input = "awaiting_input"
     awaiting_subtask = "awaiting_subtask"
     awaiting_parallel = "awaiting_parallel"
     completed = "completed"
@@ -102,6 +103,17 @@ class RunMeta(_Model):
     created_by: str | None = None
     scheduled_for: datetime | None = None
     source: dict[str, str] = Field(default_factory=dict)  # session/conversation/message ids
+    # a re-run (docs/runs.md#re-run-from-a-step): the run it reuses outputs of, and the
+    # first step it executes again
+    rerun_of: str | None = None
+    rerun_from: str | None = None
+
+
+class DailyLimits(_Model):
+    """Usage allowed per UTC day (an owner's runs together, or a definition's)."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
 
 
 class RunConfig(_Model):
@@ -110,6 +122,8 @@ class RunConfig(_Model):
     default_model: ModelSpec = Field(
         default_factory=lambda: ModelSpec(provider="scripted", name="echo")
     )
+    # the run's own model settings (POST /v1/runs `model`), over the definition's and step's
+    model_override: ModelSpec | None = None
     max_output_bytes: int = 256_000
     max_subtask_depth: int = 8
     max_events: int = 500
@@ -128,6 +142,13 @@ class RunConfig(_Model):
     # an interpreted run continues as new between steps past this history length / size
     continue_as_new_history_events: int = 10_000
     continue_as_new_history_bytes: int = 10_000_000
+    # budgets (docs/models-and-tools.md#budgets): what a run whose definition does not say
+    # `limits.on_budget` does on reaching a limit
+    on_budget: Literal["fail", "approve"] = "fail"
+    # daily budgets from the settings: per owner (each owner's runs together) and per
+    # definition id ("*": each definition); set, every model call is recorded in the store
+    daily_per_owner: DailyLimits | None = None
+    daily_per_definition: dict[str, DailyLimits] = Field(default_factory=dict)
 
 
 class AgentCarry(_Model):
@@ -173,6 +194,9 @@ class RunInput(_Model):
     # The event stream carried across continue-as-new (None on a fresh start).
     stream_state: WorkflowStreamState | None = None
     carry: RunCarry | None = None  # set only by continue-as-new
+    # a re-run: recorded outputs of the original run's steps before `meta.rerun_from`,
+    # taken as they are instead of executing those steps again
+    reused: dict[str, Any] = Field(default_factory=dict)
 
 
 class ResolveBundleRequest(_Model):
@@ -197,11 +221,14 @@ class Usage(_Model):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # True when some of these figures are estimates: the model server reported no usage
+    estimated: bool = False
 
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost_usd = round(self.cost_usd + other.cost_usd, 8)
+        self.estimated = self.estimated or other.estimated
 
     @property
     def total_tokens(self) -> int:
@@ -257,6 +284,8 @@ class StepState(_Model):
     # llm_call: the latest messages (bounded, long contents cut) and model calls made
     conversation: list[ChatMessage] = Field(default_factory=list)
     model_calls: int = 0
+    # a re-run took this step's output from the original run (`RunState.rerun_of`)
+    reused: bool = False
 
 
 class ChildRun(_Model):
@@ -333,12 +362,35 @@ class RunState(_Model):
     # continue-as-new and a replay all offer the model exactly these
     mcp_tools: list[McpToolSpec] = Field(default_factory=list)
     mcp_listed: list[str] = Field(default_factory=list)  # the servers already listed
+    rerun_of: str | None = None
+    rerun_from: str | None = None
+    # the run's budget (limits, what approvers raised, whether the run waits for a raise)
+    budget: BudgetState | None = None
+    # `input` steps waiting for a value: step id -> {"schema", "prompt"}
+    pending_inputs: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def step(self, step_id: str) -> StepState:
         for s in self.steps:
             if s.id == step_id:
                 return s
         raise KeyError(step_id)
+
+
+class BudgetState(_Model):
+    """The run's spending limits as they stand (the definition's, raised by approvers)."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    on_budget: Literal["fail", "approve"] = "fail"
+    # waiting for an approver to raise the limit: what was reached (None: not waiting)
+    exceeded: str | None = None
+    raises: list[dict[str, Any]] = Field(default_factory=list)
+    # daily budgets: the run's usage already recorded in the store, calls recorded, and
+    # whether an approver let the run go on past a daily limit
+    recorded_tokens: int = 0
+    recorded_cost_usd: float = 0.0
+    records: int = 0
+    daily_waived: bool = False
 
 
 # ---------------------------------------------------------------- signals/updates
@@ -354,6 +406,15 @@ class PriorityChange(_Model):
     by: str | None = None  # who changed it (recorded in the run's events)
 
 
+class ApprovalProof(_Model):
+    """The gateway's HMAC over a decision (workflows/proofs.py); never holds the key."""
+
+    step_id: str = ""
+    nonce: str = ""
+    issued_at: str = ""
+    mac: str = ""
+
+
 class ApprovalDecision(_Model):
     # Plain strings checked by the workflow (workflows/approvals.py), so a malformed
     # raw `temporal workflow signal` is recorded as refused instead of dropped unseen.
@@ -361,6 +422,58 @@ class ApprovalDecision(_Model):
     approver: str = ""
     comment: str | None = None
     groups: list[str] = Field(default_factory=list)
+    proof: ApprovalProof | None = None
+
+
+class ApprovalOutcome(_Model):
+    """What the `decide` update answers: the decision was counted."""
+
+    step_id: str
+    decision: str
+    approver: str
+    comment: str | None = None
+    approvals: int
+    min_approvals: int
+    done: bool
+
+
+class BudgetRaise(_Model):
+    """`raise_budget` Update: new run limits (only those given change). The gateway sends
+    it for a caller with `tasks:approve` who may see the run (`scopes` says so)."""
+
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    by: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    comment: str | None = None
+
+
+class UsageRecordRequest(_Model):
+    """Record one model call's usage for the daily budgets; answer today's totals."""
+
+    key: str
+    run_id: str
+    owner: str | None = None
+    definition_id: str
+    tokens: int
+    cost_usd: float
+
+
+class DailyUsage(_Model):
+    attempt: int = 1
+    day: str
+    owner_tokens: int = 0
+    owner_cost_usd: float = 0.0
+    definition_tokens: int = 0
+    definition_cost_usd: float = 0.0
+
+
+class InputSubmission(_Model):
+    """`submit_input` Update: the value of a waiting `input` step."""
+
+    step_id: str
+    value: Any = None
+    by: str = ""
 
 
 class RunComment(_Model):
@@ -461,4 +574,6 @@ class NotifyResult(_Model):
     delivered: list[str] = Field(default_factory=list)
 
 
+RunState.model_rebuild()
+RunCarry.model_rebuild()
 RunInput.model_rebuild()

@@ -22,11 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import contracts, retries
     from workflows.agent import AgentLoop
     from workflows.approvals import Approvals
+    from workflows.budget import Budget
     from workflows.children import Children
     from workflows.definition import (
         END,
         ApprovalStep,
         ConditionalStep,
+        InputStep,
         LlmCallStep,
         NotifyStep,
         ParallelStep,
@@ -41,14 +43,19 @@ with workflow.unsafe.imports_passed_through():
     from workflows.events import EventType, StreamPublisher
     from workflows.expressions import ExpressionError, MissingValueError, evaluate_condition
     from workflows.graph import default_next
+    from workflows.human_input import HumanInput
     from workflows.inputs import InputError, resolve_inputs
     from workflows.mcp_tools import McpToolSpec, is_mcp, tool_allowed
     from workflows.mcp_tools import servers as mcp_servers
     from workflows.models import (
         AgentCarry,
         ApprovalDecision,
+        ApprovalOutcome,
+        BudgetRaise,
+        BudgetState,
         CancelRequest,
         DefinitionBundle,
+        InputSubmission,
         Intervention,
         McpListRequest,
         McpListResult,
@@ -99,6 +106,8 @@ class TaskRunWorkflow:
         self.agent = AgentLoop(self)
         self.children = Children(self)
         self.approvals = Approvals(self)
+        self.budget = Budget(self)
+        self.human_input = HumanInput(self)
         # continue-as-new: pick up where the previous execution stopped
         self.resume_step: str | None = None  # continued in the middle of this step
         self.next_step: str | None = None  # continued before this step
@@ -138,7 +147,17 @@ class TaskRunWorkflow:
 
     @workflow.signal
     def approve(self, decision: ApprovalDecision) -> None:
+        """Old clients' path: counts only with a valid proof, else `approval.refused`."""
         self.approvals.decide(decision)
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> ApprovalOutcome:
+        """A decision with the workflow's own answer (validator: proof, approver, state)."""
+        return self.approvals.count_update(decision)
+
+    @decide.validator
+    def _validate_decide(self, decision: ApprovalDecision) -> None:
+        self.approvals.validate(decision)
 
     @workflow.signal
     def intervene(self, msg: Intervention) -> None:
@@ -153,6 +172,24 @@ class TaskRunWorkflow:
             EventType.RUN_COMMENT, self.tracker.state.current_step, f"{c.kind} by {who}",
             kind=c.kind, author=c.author, body=body, to=c.to, comment_id=c.comment_id,
         )  # fmt: skip
+
+    @workflow.update
+    def raise_budget(self, req: BudgetRaise) -> BudgetState:
+        """Raise the run's token / cost limits (docs/models-and-tools.md#budgets)."""
+        return self.budget.apply_raise(req)
+
+    @raise_budget.validator
+    def _check_raise(self, req: BudgetRaise) -> None:
+        self.budget.validate_raise(req)
+
+    @workflow.update
+    def submit_input(self, req: InputSubmission) -> Any:
+        """The value of a waiting `input` step (docs/runs.md#human-input)."""
+        return self.human_input.submit(req)
+
+    @submit_input.validator
+    def _check_input(self, req: InputSubmission) -> None:
+        self.human_input.validate(req)
 
     # ------------------------------------------------------------ run
     @workflow.run
@@ -283,6 +320,8 @@ class TaskRunWorkflow:
     async def _run_step(self, step: Step, i: int) -> str:
 
         t = self.tracker
+        if self._reusable(step):
+            return self._reuse(step, i)
         if self.resume_step == step.id:  # continued-as-new in the middle of this step
             self.resume_step = None
         else:
@@ -311,6 +350,30 @@ class TaskRunWorkflow:
         t.step_completed(step.id, output, truncated)
         return nxt or default_next(self.definition.steps, i)
 
+    def _reusable(self, step: Step) -> bool:
+        """A re-run takes the original's output of `step`: it comes before the step the
+        re-run starts from, and that step has not been reached yet."""
+        if step.id not in self.inp.reused or self.resume_step == step.id:
+            return False
+        start = self.inp.meta.rerun_from
+        return not (start and self.tracker.step(start).status != "pending")
+
+    def _reuse(self, step: Step, i: int) -> str:
+        """Record the original run's output of `step` without executing it (no activity,
+        no child, no timer: the command sequence has nothing for it)."""
+        t = self.tracker
+        output = self.inp.reused[step.id]
+        s = t.step(step.id)
+        s.reused = True
+        t.state.current_step = step.id
+        t.emit(EventType.STEP_REUSED, step.id, f"{step.title}: output reused from "
+               f"{self.inp.meta.rerun_of}", source=self.inp.meta.rerun_of)  # fmt: skip
+        self.outputs[step.id] = {"output": output, "status": "completed"}
+        t.step_completed(step.id, output)
+        if isinstance(step, ConditionalStep) and isinstance(output, dict) and output.get("next"):
+            return str(output["next"])
+        return default_next(self.definition.steps, i)
+
     async def _dispatch(self, step: Step) -> tuple[Any, bool, str | None]:
         if isinstance(step, LlmCallStep):
             out, truncated = await self.agent.run(step)
@@ -327,6 +390,8 @@ class TaskRunWorkflow:
             return await self.children.run(step)
         if isinstance(step, ApprovalStep):
             return await self.approvals.run(step)
+        if isinstance(step, InputStep):
+            return await self.human_input.run(step)
         raise fail(contracts.E_STEP_FAILED, f"unknown action {step.action!r}", step.id)
 
     @property

@@ -2,11 +2,14 @@
 
 A template that is exactly one hole (`"{{ steps.fetch.output }}"`) yields the value
 itself, not its text, so tool arguments can pass lists and objects through.
+
+Templates are scanned once, left to right, with `str.find`: a lazy regex over a text
+full of `{{` with no `}}` restarts at every `{{` and takes quadratic time (a 96 kB
+prompt of `{{` took 25 s), so the scan never backtracks.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,20 +21,38 @@ from workflows.expressions import (
     references,
 )
 
-_HOLE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_WHOLE = re.compile(r"^\s*\{\{(.*?)\}\}\s*$", re.DOTALL)
-
 
 class TemplateError(ExpressionError):
     """The template is malformed."""
 
 
+def _split(template: str) -> list[tuple[str, bool]]:
+    """The template as (text, is_hole) pieces, in one linear pass.
+
+    A hole runs from `{{` to the first `}}` after it (what `\\{\\{(.*?)\\}\\}` matched);
+    braces left in the text around the holes (even across one) are unbalanced."""
+    pieces: list[tuple[str, bool]] = []
+    pos = 0
+    while True:
+        start = template.find("{{", pos)
+        end = template.find("}}", start + 2) if start >= 0 else -1
+        if end < 0:  # no hole from here on
+            if pos < len(template):
+                pieces.append((template[pos:], False))
+            break
+        if start > pos:
+            pieces.append((template[pos:start], False))
+        pieces.append((template[start + 2 : end], True))
+        pos = end + 2
+    rest = "".join(p for p, is_hole in pieces if not is_hole)
+    if "{{" in rest or "}}" in rest:
+        raise TemplateError(f"unbalanced '{{{{' or '}}}}' in template {template[:80]!r}")
+    return pieces
+
+
 def holes(template: str) -> list[str]:
     """The expressions inside a template; raises TemplateError when braces do not match."""
-    stripped = _HOLE.sub("", template)
-    if "{{" in stripped or "}}" in stripped:
-        raise TemplateError(f"unbalanced '{{{{' or '}}}}' in template {template[:80]!r}")
-    found = _HOLE.findall(template)
+    found = [piece for piece, is_hole in _split(template) if is_hole]
     for expr in found:
         if not expr.strip():
             raise TemplateError(f"empty '{{{{ }}}}' in template {template[:80]!r}")
@@ -58,11 +79,12 @@ def check_value(value: Any) -> list[str]:
 
 
 def render(template: str, namespace: Mapping[str, Any]) -> Any:
-    whole = _WHOLE.match(template)
-    if whole and len(holes(template)) == 1:
-        return evaluate(whole.group(1), namespace)
-    holes(template)
-    return _HOLE.sub(lambda m: _to_str(evaluate(m.group(1), namespace)), template)
+    pieces = _split(template)
+    hole_pieces = [p for p, is_hole in pieces if is_hole]
+    holes(template)  # the same checks as on save
+    if len(hole_pieces) == 1 and all(is_hole or not p.strip() for p, is_hole in pieces):
+        return evaluate(hole_pieces[0], namespace)
+    return "".join(_to_str(evaluate(p, namespace)) if is_hole else p for p, is_hole in pieces)
 
 
 def render_text(template: str, namespace: Mapping[str, Any]) -> str:

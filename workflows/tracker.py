@@ -65,6 +65,8 @@ class RunTracker:
             schedule_id=inp.meta.schedule_id,
             parent_run_id=inp.meta.parent_run_id,
             retry_of=inp.meta.retry_of,
+            rerun_of=inp.meta.rerun_of,
+            rerun_from=inp.meta.rerun_from,
             retry_count=inp.meta.retry_count,
             execution_count=inp.meta.retry_count + 1,
             created_at=inp.meta.created_at,

@@ -78,9 +78,11 @@ def _check_steps(
         if s.id == END:
             out.append(Problem("'end' is reserved and cannot be a step id", prefix + s.id, "id"))
         seen.add(s.id)
+    own = set(ids)  # built once: per step it made validation quadratic in the steps
+    visible = own | outer
     for s in steps:
-        out += _check_refs(s, set(ids), prefix)
-        out += _check_step(definition, s, set(ids) | outer, known_tools, prefix)
+        out += _check_refs(s, own, prefix)
+        out += _check_step(definition, s, visible, known_tools, prefix)
     if not any(p.field == "id" for p in out):  # the graph needs unique ids
         reach = graph.reachable(steps)
         for s in steps:
@@ -247,27 +249,31 @@ def _check_subtasks(definition: TaskDefinition, resolve: Resolver) -> list[Probl
 
 
 def find_cycle(root: TaskDefinition, resolve: Resolver) -> list[str] | None:
-    """A path of definition ids that returns to one already on it, or None."""
+    """A path of definition ids that returns to one already on it, or None (walked
+    without recursion: a long chain of sub-tasks must not pass the recursion limit)."""
 
     def children(def_id: str) -> list[str]:
         d = root if def_id == root.id else resolve(def_id)
         return d.referenced_tasks() if d else []
 
-    path: list[str] = []
+    path: list[str] = [root.id]
+    on_path = {root.id}
     done: set[str] = set()
-
-    def dfs(node: str) -> list[str] | None:
-        if node in path:
-            return [*path[path.index(node) :], node]
-        if node in done:
-            return None
-        path.append(node)
-        for child in children(node):
-            found = dfs(child)
-            if found:
-                return found
-        path.pop()
-        done.add(node)
-        return None
-
-    return dfs(root.id)
+    work: list[tuple[str, list[str]]] = [(root.id, children(root.id))]
+    while work:
+        node, todo = work[-1]
+        if not todo:
+            work.pop()
+            path.pop()
+            on_path.discard(node)
+            done.add(node)
+            continue
+        child = todo.pop(0)
+        if child in on_path:
+            return [*path[path.index(child) :], child]
+        if child in done:
+            continue
+        path.append(child)
+        on_path.add(child)
+        work.append((child, children(child)))
+    return None

@@ -3,7 +3,8 @@
 Lookup order: `DURATASK_PRICES` (settings) first, so an operator's own figures win;
 then the maintained `genai-prices` snapshot (a dependency; it ships its data, no
 network); then the small table of common models below. Unknown
-models cost 0 and say so in the log once.
+models cost 0 and say so in the log once. The offline `scripted` model costs 0 unless
+the settings price it (`scripted/echo`, say: how budgets are tried without spending).
 """
 
 from __future__ import annotations
@@ -54,10 +55,26 @@ class PriceTable:
         self.prices = {**DEFAULT_PRICES, **self.overrides}
         self.use_genai_prices = use_genai_prices
 
-    def cost(self, provider: str, model: str | None, usage: Usage) -> float:
-        if provider == "scripted" or not model:
+    def cost(
+        self,
+        provider: str,
+        model: str | None,
+        usage: Usage,
+        endpoint_prices: dict[str, tuple[float, float]] | None = None,
+        vendor: bool = True,
+    ) -> float:
+        """`endpoint_prices` (the endpoint's own) win; a server that is not the vendor's
+        own (`vendor=False`) is priced only from explicit figures, else costs 0."""
+        if not model:
             return 0.0
+        own = (endpoint_prices or {}).get(model)
+        if own is not None:
+            return _priced(usage, own)
         explicit = self.overrides.get(model) or self.overrides.get(f"{provider}/{model}")
+        if provider == "scripted" and explicit is None:  # free unless priced in settings
+            return 0.0
+        if explicit is None and not vendor:
+            return 0.0
         if explicit is None and self.use_genai_prices:
             maintained = _genai_prices(provider, model, usage)
             if maintained is not None:
@@ -68,6 +85,8 @@ class PriceTable:
                 _warned.add(model)
                 log.info("no price for model; cost recorded as 0", model=model)
             return 0.0
-        return round(
-            (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000, 8
-        )
+        return _priced(usage, price)
+
+
+def _priced(usage: Usage, price: tuple[float, float]) -> float:
+    return round((usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1_000_000, 8)

@@ -1,98 +1,94 @@
-"""Token streaming: the LLM activity's `on_delta` sink, publishing `llm.delta` batches.
+"""Token streaming: the LLM activity's `on_delta` sink, relaying `llm.delta` batches.
 
-A provider calls the sink once per text fragment. Sending a signal per token would
-grow the run's history by several events per token, so fragments are coalesced and
-published as one `llm.delta` item every `interval` (200 ms by default) through
-`WorkflowStreamClient.from_within_activity`, whose dedup makes a retried flush
-exactly-once. The cost is one publish signal per interval, whatever the token rate.
-The publisher drives the client's `flush()` from its own ticker rather than using the
-client's background flusher: on Python 3.11 cancelling that flusher right after a
-forced flush can be swallowed by `asyncio.wait_for`, which hung the call's end.
+A provider calls the sink once per text fragment. The fragments are coalesced and
+written as one `llm.delta` item every `interval` (200 ms by default) to the store's
+live relay (`duratask.store.deltas`), which the gateways read while someone watches
+the run. Nothing of it enters the run's history: a streamed call costs the history of
+the activity alone (scheduled, started, completed), watched or not, however many
+tokens it writes. Token deltas are live-only and best effort; the durable record of
+the call is `llm.completed` and the step's output, in the run's Workflow Stream.
 
-A retried model call (activity attempt > 1) first publishes `llm.retry`, and every
+A retried model call (activity attempt > 1) first relays `llm.retry`, and every
 delta carries its `attempt`, so a watcher discards the partial text of the failed try.
-Publishing is best effort: a stream that cannot be reached never fails the model call.
+Relaying never fails the model call: a relay that cannot be written is logged and
+the call answers anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.contrib.workflow_streams import TopicHandle, WorkflowStreamClient
-
 from duratask.logging import get_logger
-from workflows.events import TOPIC, EventType, wire
+from duratask.store.deltas import DeltaRelay
+from workflows.events import EventType, wire
 from workflows.models import LlmRequest
 
 log = get_logger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0
+PRUNE_EVERY_S = 60.0
+_last_prune = 0.0
 
 
 class DeltaPublisher:
     """The `on_delta` sink of one attempt of one model call; `aclose()` flushes it."""
 
-    def __init__(
-        self,
-        req: LlmRequest,
-        attempt: int,
-        interval: float,
-        client_factory: Callable[[], WorkflowStreamClient] | None = None,
-    ) -> None:
+    def __init__(self, req: LlmRequest, attempt: int, interval: float, relay: DeltaRelay) -> None:
         self.req = req
         self.attempt = attempt
         self.interval = interval
-        self._factory = client_factory or (
-            lambda: WorkflowStreamClient.from_within_activity(
-                batch_interval=timedelta(seconds=interval)
-            )
-        )
-        self._client: WorkflowStreamClient | None = None
-        self._topic: TopicHandle[Any] | None = None
+        self.relay = relay
+        self._opened = False
         self._ticker: asyncio.Task[None] | None = None
         self._pending: list[str] = []
         self._pending_since: datetime | None = None
+        self._unsent: list[dict[str, Any]] = []
+        self._lock = asyncio.Lock()  # one relay write at a time, never cut midway
         self._batches = 0
         self._chars = 0
-        self._broken = False
 
     async def __call__(self, text: str) -> None:
-        if not text or self._broken:
+        if not text:
             return
-        if self._client is None:
-            await self._open()
+        if not self._opened:
+            self._open()
         if not self._pending:
             self._pending_since = datetime.now(UTC)
         self._pending.append(text)
 
-    async def _open(self) -> None:
-        try:
-            self._client = self._factory()
-            self._topic = self._client.topic(TOPIC)
-        except Exception as e:  # no stream to publish to: stream nothing, answer anyway
-            self._broken = True
-            log.warning("token stream unavailable", run_id=self.req.run_id, error=str(e))
-            return
+    def _open(self) -> None:
+        self._opened = True
         if self.attempt > 1:
-            self._publish(
+            self._item(
                 EventType.LLM_RETRY,
                 f"model call retried (attempt {self.attempt}): discard its earlier text",
                 {"attempt": self.attempt, "turn": self.req.turn},
             )
         self._ticker = asyncio.create_task(self._tick())
+        global _last_prune
+        if time.monotonic() - _last_prune > PRUNE_EVERY_S:
+            _last_prune = time.monotonic()
+            asyncio.create_task(self._prune())
+
+    async def _prune(self) -> None:
+        try:
+            await self.relay.prune()
+        except Exception as e:
+            log.debug("token relay prune failed", error=str(e))
 
     async def _tick(self) -> None:
-        assert self._client is not None
         while True:
             await asyncio.sleep(self.interval)
+            await asyncio.shield(self._flush())
+
+    async def _flush(self) -> None:
+        async with self._lock:
             self._move()
-            try:
-                await self._client.flush()
-            except Exception as e:  # kept pending by the client; retried on the next tick
-                log.debug("token stream flush retry", run_id=self.req.run_id, error=str(e))
+            await self._send()
 
     def _move(self) -> None:
         """Turn the fragments gathered since the last tick into one `llm.delta` item."""
@@ -102,25 +98,34 @@ class DeltaPublisher:
         self._pending.clear()
         self._batches += 1
         self._chars += len(text)
-        self._publish(
+        self._item(
             EventType.LLM_DELTA,
             None,
             {"text": text, "attempt": self.attempt, "turn": self.req.turn, "seq": self._batches},
             self._pending_since,
         )
 
-    def _publish(
+    def _item(
         self, type: str, message: str | None, data: dict[str, Any], at: datetime | None = None
     ) -> None:
-        assert self._topic is not None
-        item = wire(self.req.run_id, type, at or datetime.now(UTC), self.req.step_id, message, data)
-        self._topic.publish(item)
+        at = at or datetime.now(UTC)
+        self._unsent.append(wire(self.req.run_id, type, at, self.req.step_id, message, data))
+
+    async def _send(self) -> None:
+        if not self._unsent:
+            return
+        try:
+            await self.relay.append(self.req.run_id, self._unsent)
+        except Exception as e:  # kept; tried again with the next batch
+            log.debug("token relay write retry", run_id=self.req.run_id, error=str(e))
+            return
+        self._unsent = []
 
     async def aclose(self) -> None:
-        """Publish what is left and wait until the workflow has it (bounded, never raises)."""
-        if self._client is None and self.attempt > 1 and not self._broken:
-            await self._open()  # a retry that streamed nothing still tells watchers
-        if self._client is None:
+        """Relay what is left before the call answers (bounded, never raises)."""
+        if not self._opened and self.attempt > 1:
+            self._open()  # a retry that streamed nothing still tells watchers
+        if not self._opened:
             return
         if self._ticker is not None:
             self._ticker.cancel()
@@ -129,12 +134,9 @@ class DeltaPublisher:
             except (asyncio.CancelledError, Exception):
                 pass
         try:
-            self._move()
-            await asyncio.wait_for(self._client.flush(), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(self._flush(), CLOSE_TIMEOUT_S)
         except Exception as e:
-            log.warning("token stream flush failed", run_id=self.req.run_id, error=str(e))
-        finally:
-            self._client = None
+            log.warning("token relay flush failed", run_id=self.req.run_id, error=str(e))
         log.debug(
             "token stream closed",
             run_id=self.req.run_id,
@@ -144,10 +146,12 @@ class DeltaPublisher:
         )
 
 
-def delta_sink_factory(interval_ms: int) -> Callable[[LlmRequest, int], DeltaPublisher]:
+def delta_sink_factory(
+    interval_ms: int, relay: DeltaRelay
+) -> Callable[[LlmRequest, int], DeltaPublisher]:
     """What `LlmActivities(delta_sink_factory=...)` takes: a publisher per call attempt."""
 
     def make(req: LlmRequest, attempt: int) -> DeltaPublisher:
-        return DeltaPublisher(req, attempt, interval_ms / 1000)
+        return DeltaPublisher(req, attempt, interval_ms / 1000, relay)
 
     return make

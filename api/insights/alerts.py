@@ -1,44 +1,47 @@
-"""Regression alerts: a structured log on every health read that finds a regression,
+"""Regression alerts: a structured log on every health check that finds a regression,
 and a webhook post when a definition turns to `regression` (once per transition).
 
-The last verdict per definition is kept in the gateway's memory: a restarted gateway
-alerts again on the next read that finds a regression, which is the safe side.
+Each check's verdict is stored (`duratask.store.health`): the transition is decided
+by the store, not by this process's memory, so a restarted gateway, a second gateway
+and the scheduled check (`HealthCheckWorkflow`) together alert once per transition.
 The webhook is the one `notify` steps use (`DURATASK_NOTIFY_WEBHOOK_URL`), with the
 same body shape, on the `regressions` channel.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 
 from api.insights.health import Health
 from duratask.logging import get_logger
+from duratask.store.health import VerdictStore
 
 log = get_logger(__name__)
 WEBHOOK_TIMEOUT_S = 10.0
 
 
 class RegressionAlerts:
-    def __init__(self, webhook_url: str | None) -> None:
+    def __init__(self, webhook_url: str | None, verdicts: VerdictStore) -> None:
         self.webhook_url = webhook_url
-        self.last: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.verdicts = verdicts
 
-    def observe(self, health: Health) -> None:
-        previous = self.last.get(health.definition_id)
-        self.last[health.definition_id] = health.status
+    async def observe(self, health: Health) -> bool:
+        """Record the verdict; alert if it just turned to regression. True if alerted."""
+        changed = await self.verdicts.record(
+            health.definition_id, health.status, health.model_dump_json()
+        )
         if health.status != "regression":
-            return
+            return False
         reasons = [r.message for r in health.reasons if r.level == "regression"]
+        previous = changed.previous if changed else "regression"
         log.warning("regression detected", definition=health.definition_id, reasons=reasons,
                     previous=previous)  # fmt: skip
-        if self.webhook_url and previous != "regression":
-            task = asyncio.create_task(self._post(payload(health, previous)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if changed is None or not self.webhook_url:
+            return False
+        await self._post(payload(health, changed.previous))
+        return True
 
     async def _post(self, body: dict[str, Any]) -> None:
         assert self.webhook_url

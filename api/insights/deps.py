@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from api.deps import PrincipalDep, SettingsDep, StoreDep, TemporalDep
 from api.insights.alerts import RegressionAlerts
 from api.insights.service import InsightsService
+from duratask.store.health import VerdictStore
 
 
 def insights_service(
@@ -20,8 +21,9 @@ def insights_service(
 ) -> InsightsService:
     state = request.app.state
     alerts = getattr(state, "regression_alerts", None)
-    if alerts is None:  # one per gateway: it remembers each definition's last verdict
-        alerts = state.regression_alerts = RegressionAlerts(settings.notify_webhook_url)
+    if alerts is None:  # the last verdicts are in the store: shared, kept across restarts
+        verdicts = VerdictStore(store.engine)
+        alerts = state.regression_alerts = RegressionAlerts(settings.notify_webhook_url, verdicts)
     return InsightsService(client, store, settings, who, alerts)
 
 

@@ -111,7 +111,7 @@ class InsightsService:
         records.sort(key=lambda r: r.close_time or datetime.min.replace(tzinfo=UTC), reverse=True)
         health = evaluate(definition_id, records, thresholds)
         if self.alerts is not None and is_admin(self.principal):  # only whole verdicts alert
-            self.alerts.observe(health)
+            await self.alerts.observe(health)
         return health
 
     async def regressions(self, limit: int) -> Regressions:

@@ -1,38 +1,37 @@
 """Approvals: decide a waiting approval step, and list what waits for someone.
 
-The approver is always the authenticated caller, never a field of the body. The
-gateway checks what it can see cheaply (the run is parked at an approval step, the
-caller is on its approvers list, has not voted yet) from the run's search attributes
-and memo, which need no worker; the workflow enforces the same rule again, because
-a raw Temporal signal bypasses the gateway.
+The approver is always the authenticated caller, never a field of the body.
+Deciding is `duratask.approvals.decide` (shared with the console and MCP): it signs
+the decision for the caller and sends it as a Workflow Update, so the workflow
+itself answers (counted, not an approver, nothing waiting) with no pre-check here
+that could race with the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
 from api.auth import Principal
 from api.deps import Approver, PrincipalDep, RunsDep
-from api.errors import ApiError, conflict, map_rpc_error
+from api.errors import COMMON, TEMPORAL, ApiError, map_rpc_error, responses
+from api.paging import decode_page_token, encode_page_token
 from api.run_ids import child_route
-from api.runs_service import CLOSED_STATUS, RunService, _quote
-from duratask import access
+from api.runs_service import RunService, _quote
+from duratask import access, approvals
 from duratask.logging import get_logger
 from workflows import contracts
-from workflows.approvals import MEMO_KEY, is_allowed, normalise, principal_names
-from workflows.models import ApprovalDecision, RunStatus
-from workflows.run_workflow import TaskRunWorkflow
+from workflows.approvals import MEMO_KEY, principal_names
+from workflows.models import RunStatus
 
 log = get_logger(__name__)
-router = APIRouter(tags=["approvals"])
+router = APIRouter(tags=["approvals"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 
 Runs = RunsDep
@@ -44,15 +43,23 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=4000)
+    step_id: str | None = Field(
+        default=None, max_length=200, description="decide only if this step is the one waiting"
+    )
 
 
 class DecisionAccepted(BaseModel):
+    """The run counted the decision; `done` when the step has what it needs."""
+
     run_id: str
     step_id: str | None
     decision: str
     approver: str
     comment: str | None
     accepted: bool = True
+    approvals: int
+    min_approvals: int
+    done: bool
 
 
 class PendingApproval(BaseModel):
@@ -76,50 +83,39 @@ class ApprovalPage(BaseModel):
     next_page_token: str | None = None
 
 
-@router.post("/v1/runs/{run_id}/approvals", status_code=status.HTTP_202_ACCEPTED)
+DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {"description": "lacks tasks:approve, or the run says: not an approver of this step"},
+    404: {"description": "no such run"},
+    409: {"description": "no approval waiting, or this approver already decided"},
+    422: {"description": "the body is invalid"},
+    503: {"description": "Temporal or every worker is unavailable, or no approval key is set"},
+}
+
+
+@router.post("/v1/runs/{run_id}/approvals", responses=DECIDE_RESPONSES)
 async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) -> DecisionAccepted:
     """Approve or reject the approval step a run waits at, as the caller.
 
-    403 if the caller is not one of the step's approvers, 409 if the run is not
-    waiting for approval or the caller has already decided this step.
+    404 unless it is a duratask run the caller may see (owner, team, admin, or an
+    approver of the step it waits at). The decision is then signed for the caller and
+    sent to the run as a Workflow Update; the answer is the run's own: 200 counted,
+    403 not an approver of this step, 409 nothing waiting or already decided.
     """
-    desc = await runs.describe(run_id)
-    if desc.status != WorkflowExecutionStatus.RUNNING:
-        closed = CLOSED_STATUS.get(desc.status, RunStatus.failed).value
-        raise conflict(f"run '{run_id}' is {closed}, not waiting for approval", run_status=closed)
-    sa = desc.typed_search_attributes
-    current = sa.get(contracts.SA_STATUS)
-    approvers = sa.get(contracts.SA_APPROVERS) or []
-    if current != RunStatus.awaiting_approval.value or not approvers:
-        raise conflict(
-            f"run '{run_id}' is not waiting for approval (status: {current})", run_status=current
-        )
-    if not is_allowed(approvers, who.identity, who.groups):
-        raise ApiError(
-            403,
-            f"'{who.identity}' may not decide this approval (approvers: {', '.join(approvers)})",
-        )
-    pending = await desc.memo_value(MEMO_KEY, None) or {}
-    me = normalise(who.identity)
-    if any(normalise(v.get("approver", "")) == me for v in pending.get("votes", [])):
-        raise conflict(f"'{who.identity}' has already decided step '{pending.get('step_id')}'")
-    decision = ApprovalDecision(
-        decision=body.decision,
-        approver=who.identity,
-        comment=body.comment,
-        groups=sorted(who.groups),
+    await runs.describe(run_id)
+    out = await approvals.decide(
+        runs.client, runs.settings, run_id, body.step_id, who, body.decision, body.comment
     )
-    try:
-        await runs.handle(run_id).signal(TaskRunWorkflow.approve, decision)
-    except RPCError as e:
-        raise map_rpc_error(e) from None
-    log.info("approval decision sent", run_id=run_id, decision=body.decision, by=who.identity)
+    if not out.counted:
+        raise ApiError(out.status, out.detail)
     return DecisionAccepted(
         run_id=run_id,
-        step_id=pending.get("step_id"),
-        decision=body.decision,
-        approver=who.identity,
-        comment=body.comment,
+        step_id=out.step_id,
+        decision=out.decision,
+        approver=out.approver,
+        comment=out.comment,
+        approvals=out.approvals or 0,
+        min_approvals=out.min_approvals or 1,
+        done=bool(out.done),
     )
 
 
@@ -144,7 +140,7 @@ async def list_approvals(
     )
     if not mine:
         query = access.with_visibility(query, who)
-    token = base64.urlsafe_b64decode(page_token) if page_token else None
+    token = decode_page_token(page_token)
     iterator = runs.client.list_workflows(query, page_size=page_size, next_page_token=token)
     try:
         await iterator.fetch_next_page()
@@ -155,7 +151,7 @@ async def list_approvals(
     return ApprovalPage(
         approver=names,
         items=sorted(items, key=lambda i: str(i.requested_at or "")),
-        next_page_token=base64.urlsafe_b64encode(nxt).decode() if nxt else None,
+        next_page_token=encode_page_token(nxt),
     )
 
 
@@ -195,4 +191,6 @@ async def _item(runs: RunService, w: WorkflowExecution) -> PendingApproval:
     )
 
 
-child_route(router, "/v1/runs/{run_id}/approvals", decide, methods=["POST"], status_code=202)
+child_route(
+    router, "/v1/runs/{run_id}/approvals", decide, methods=["POST"], responses=DECIDE_RESPONSES
+)

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from api.deps import Reader
-from api.errors import unprocessable
+from api.errors import COMMON, responses, unprocessable
 from duratask.store.audit import MAX_PAGE, AuditEntry, AuditStore
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], responses=responses(*COMMON))
 
 
 def get_audit(request: Request) -> AuditStore:

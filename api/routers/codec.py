@@ -22,11 +22,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.api.common.v1 import Payloads
 
 from api.deps import Reader, Writer
-from api.errors import ApiError
+from api.errors import COMMON, ApiError, ErrorBody, responses
 from duratask.codec import DecryptError, EncryptionCodec, codec_for
 from duratask.settings import Settings
 
-router = APIRouter(prefix="/codec", tags=["codec"])
+router = APIRouter(prefix="/codec", tags=["codec"], responses=responses(*COMMON, 404))
 
 _SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -53,12 +53,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "the payloads, run through the codec",
         "content": {"application/json": {"schema": _SCHEMA}},
     },
-    400: {"description": "the body is not a codec request"},
-    401: {"description": "no or bad bearer token"},
-    403: {"description": "the token lacks the scope"},
-    404: {"description": "payload encryption is off, or an unknown UI secret"},
-    413: {"description": "the body is over the codec's size limit"},
-    422: {"description": "a payload does not open with any configured key"},
+    400: {"description": "the body is not a codec request", "model": ErrorBody},
+    401: {"description": "no or bad bearer token", "model": ErrorBody},
+    403: {"description": "the token lacks the scope", "model": ErrorBody},
+    404: {"description": "payload encryption is off, or an unknown UI secret", "model": ErrorBody},
+    413: {"description": "the body is over the codec's size limit", "model": ErrorBody},
+    422: {"description": "a payload does not open with any configured key", "model": ErrorBody},
 }
 _OPENAPI = {"requestBody": _BODY}
 

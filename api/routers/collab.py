@@ -20,11 +20,12 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.auth import Principal
-from api.deps import DefinitionsDep, Reader, RunsDep, Writer
-from api.errors import ApiError, conflict, unprocessable
+from api.deps import DefinitionsDep, Reader, RunsDep, SettingsDep, Writer
+from api.errors import COMMON, TEMPORAL, ApiError, conflict, responses, unprocessable
+from api.mentions import notify_mentions
 from api.run_ids import child_route
 from api.runs_service import CLOSED_STATUS, RunService
-from api.schemas import RatingSummary, RunView
+from api.schemas import MAX_INT, RatingSummary, RunView
 from duratask.access import is_admin
 from duratask.logging import get_logger
 from duratask.store.collab import (
@@ -41,7 +42,7 @@ from workflows.models import RunComment, RunState, RunStatus
 from workflows.run_workflow import TaskRunWorkflow
 
 log = get_logger(__name__)
-router = APIRouter(tags=["collaboration"])
+router = APIRouter(tags=["collaboration"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 MAX_BODY = 10_000
 
@@ -146,8 +147,8 @@ async def _known(runs: RunService, collab: CollabStore, run_id: str) -> None:
 def _cursor(token: str | None) -> int | None:
     if token is None or token == "":
         return None
-    if not token.isdigit():
-        raise unprocessable(f"page_token {token!r} is not a token this endpoint gave out")
+    if not (token.isascii() and token.isdigit() and len(token) <= 18):  # '²'.isdigit()
+        raise unprocessable(f"page_token {token[:40]!r} is not a token this endpoint gave out")
     return int(token)
 
 
@@ -174,7 +175,10 @@ async def with_collab(state: RunState, collab: CollabStore) -> RunView:
 # ---------------------------------------------------------------- ratings
 
 
-@router.put("/v1/runs/{run_id}/rating")
+@router.put(
+    "/v1/runs/{run_id}/rating",
+    responses={201: {"description": "A first rating by this caller", "model": Rating}},
+)
 async def rate_run(
     run_id: str, body: RatingRequest, response: Response, runs: Runs, collab: Collab, who: Writer
 ) -> Rating:
@@ -233,7 +237,7 @@ async def rating_report(
     definition_id: str | None = None,
     identity: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> RatingReport:
     """Ratings across runs (of one definition, by one identity), newest first, with totals.
     Without `tasks:admin`: everyone's ratings of a definition you may see (404 for one you
@@ -262,12 +266,21 @@ async def rating_report(
 
 @router.post("/v1/runs/{run_id}/comments", status_code=status.HTTP_201_CREATED)
 async def add_comment(
-    run_id: str, body: CommentRequest, runs: Runs, collab: Collab, who: Writer
+    run_id: str,
+    body: CommentRequest,
+    runs: Runs,
+    collab: Collab,
+    who: Writer,
+    settings: SettingsDep,
 ) -> Comment:
-    """Add a comment, a note, or a handoff (`to` becomes the run's assignee) as the caller."""
+    """Add a comment, a note, or a handoff (`to` becomes the run's assignee) as the caller.
+
+    Every `@identity` in the body is a mention: listed at `GET /v1/mentions?to=` and sent
+    to the notify webhook (`DURATASK_NOTIFY_WEBHOOK_URL`), one message per identity."""
     desc = await _require_run(runs, run_id)
     comment = await collab.add_comment(run_id, who.identity, body.kind, body.body, body.to)
     log.info("run comment added", run_id=run_id, kind=body.kind, by=who.identity, to=body.to)
+    notify_mentions(settings, comment)
     if desc.status == WorkflowExecutionStatus.RUNNING:
         await _announce(runs, run_id, comment)
     return comment
@@ -301,6 +314,28 @@ async def list_comments(
         assignee=await collab.assignee(run_id),
         items=items,
         next_page_token=str(nxt) if nxt is not None else None,
+    )
+
+
+class MentionPage(BaseModel):
+    to: str
+    items: list[Comment]
+    next_page_token: str | None = None
+
+
+@router.get("/v1/mentions")
+async def list_mentions(
+    collab: Collab,
+    who: Reader,
+    to: str = Query("me", description="'me' or an identity"),
+    page_size: int = Query(50, ge=1, le=500),
+    page_token: str | None = None,
+) -> MentionPage:
+    """Comments that @mention `to` (default: the caller), newest first."""
+    target = _handoff_target(who, to)
+    items, nxt = await collab.mentions(target, page_size, _cursor(page_token))
+    return MentionPage(
+        to=target, items=items, next_page_token=str(nxt) if nxt is not None else None
     )
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from api.deps import Reader
+from api.errors import COMMON, TEMPORAL, responses
 from api.insights.compare import RunComparison
 from api.insights.deps import Insights
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=responses(*COMMON, 404, *TEMPORAL))
 
 
 @router.get("/compare")

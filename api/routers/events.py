@@ -22,19 +22,29 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.deps import Admin, Reader, RunsDep, SettingsDep, StoreDep, TemporalDep
-from api.errors import ApiError, unprocessable
+from api.errors import COMMON, TEMPORAL, ApiError, responses, unprocessable
 from api.run_ids import child_route
 from api.runs_service import RunService
-from api.streams import FellBehind, StreamHub, events_from_state, is_closed, query_events
+from api.schemas import MAX_INT
+from api.streams import (
+    FellBehind,
+    LiveEvent,
+    StreamHub,
+    events_from_state,
+    is_closed,
+    query_events,
+    resume_key,
+)
 from duratask.access import SYSTEM
 from duratask.logging import get_logger
 from duratask.settings import Settings
+from duratask.store.deltas import DeltaRelay
 from workflows.events import TERMINAL
 from workflows.models import StreamEvent
 
 log = get_logger(__name__)
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 MAX_PAGE = 5000
 
@@ -48,7 +58,8 @@ def get_hub(request: Request, client: TemporalDep, store: StoreDep) -> StreamHub
         # shared by every client of every run: it reads a run's state only after the
         # route checked that the caller may see that run
         runs = RunService(client, store, settings, SYSTEM)
-        hub = StreamHub(client, settings, runs.get)
+        relay = DeltaRelay(store.engine, settings.stream_delta_ttl_s)
+        hub = StreamHub(client, settings, runs.get, relay)
         state.stream_hub = hub
     return hub
 
@@ -69,21 +80,29 @@ class TypeFilter:
         return self.all or event.type in self.exact or event.type.startswith(self.prefixes)
 
 
-def resume_point(after: int | None, last_event_id: str | None) -> int:
-    """The offset to resume after: `Last-Event-ID` (a reconnect) wins over `?after=`."""
+def resume_point(after: int | None, last_event_id: str | None) -> tuple[int, int]:
+    """Where to resume: `Last-Event-ID` (a reconnect) wins over `?after=`.
+
+    (offset, relay row id): the durable offset, and the last token delta seen after it.
+    """
     if last_event_id is not None and last_event_id.strip():
         try:
-            return int(last_event_id.strip())
+            offset, relay = resume_key(last_event_id)
         except ValueError:
+            offset, relay = MAX_INT + 1, 0
+        if not -1 <= offset <= MAX_INT or not 0 <= relay <= 2**63 - 1:
             raise unprocessable(
-                f"Last-Event-ID must be an event offset (an integer), got {last_event_id!r}"
-            ) from None
-    return -1 if after is None else after
+                f"Last-Event-ID must be an event id (an offset such as `12`, or `12.345` "
+                f"after a token delta), got {last_event_id[:40]!r}"
+            )
+        return offset, relay
+    return (-1 if after is None else after), 0
 
 
 def sse(event: StreamEvent) -> str:
     body = event.model_dump_json()
-    return f"id: {event.offset}\nevent: {event.type}\ndata: {body}\n\n"
+    sse_id = f"{event.offset}.{event.relay_id}" if isinstance(event, LiveEvent) else event.offset
+    return f"id: {sse_id}\nevent: {event.type}\ndata: {body}\n\n"
 
 
 def wants_json(accept: str | None) -> bool:
@@ -103,7 +122,7 @@ async def run_events(
     runs: RunsDep,
     settings: SettingsDep,
     _: Reader,
-    after: int | None = Query(None, ge=-1, description="Resume after this offset"),
+    after: int | None = Query(None, ge=-1, le=MAX_INT, description="Resume after this offset"),
     types: list[str] = Query([], description="Only these types (comma-separated; `llm.*`)"),
     limit: int = Query(500, ge=1, le=MAX_PAGE, description="JSON page size"),
     accept: str | None = Header(None),
@@ -111,13 +130,13 @@ async def run_events(
 ) -> Any:
     """The run's events: SSE by default; a JSON page with `Accept: application/json`."""
     await runs.describe(run_id)  # 404 for an unknown run or one the caller may not see
-    start = resume_point(after, last_event_id)
+    start, start_relay = resume_point(after, last_event_id)
     wanted = TypeFilter(types)
     if wants_json(accept):
         return await json_page(runs, run_id, start, wanted, limit, settings.events_query_timeout_s)
     hub = get_hub(request, runs.client, runs.store)
     return StreamingResponse(
-        stream(hub, run_id, start, wanted, settings.events_keepalive_s),
+        stream(hub, run_id, start, wanted, settings.events_keepalive_s, start_relay),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -134,11 +153,16 @@ async def stream_stats(request: Request, _: Admin) -> dict[str, Any]:
 
 
 async def stream(
-    hub: StreamHub, run_id: str, after: int, wanted: TypeFilter, keepalive: float
+    hub: StreamHub,
+    run_id: str,
+    after: int,
+    wanted: TypeFilter,
+    keepalive: float,
+    after_relay: int = 0,
 ) -> AsyncIterator[str]:
     async with contextlib.AsyncExitStack() as stack:
         try:
-            events = await stack.enter_async_context(hub.subscribe(run_id, after))
+            events = await stack.enter_async_context(hub.subscribe(run_id, after, after_relay))
             pending: asyncio.Task[StreamEvent] | None = None
             while True:
                 if pending is None:

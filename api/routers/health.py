@@ -20,7 +20,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Temporal and the store answer"},
+        503: {"description": "Temporal or the store does not answer: `checks` says which"},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.errors import ApiError
+from api.errors import COMMON, ApiError, responses
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=responses(*COMMON, 404))
 
 
 @router.get(

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from api.deps import Reader, SettingsDep
-from api.errors import unprocessable
+from api.errors import COMMON, TEMPORAL, responses, unprocessable
 from api.insights.deps import Insights
 from api.insights.health import Health
 from api.insights.service import Regressions
 
-router = APIRouter(tags=["insights"])
+router = APIRouter(tags=["insights"], responses=responses(*COMMON, 404, *TEMPORAL))
 
 
 @router.get("/v1/definitions/{definition_id}/health")

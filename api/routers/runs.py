@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 
 from api.deps import Reader, RunsDep, Writer
+from api.errors import COMMON, TEMPORAL, responses
 from api.routers.collab import Collab, with_collab
 from api.run_ids import child_route
 from api.schemas import (
@@ -23,13 +24,19 @@ from api.schemas import (
 )
 from workflows.models import Intervention, RunState
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    prefix="/v1/runs", tags=["runs"], responses=responses(*COMMON, 404, 409, *TEMPORAL)
+)
 
 
 Runs = RunsDep
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "The idempotency_key was used: that run", "model": RunState}},
+)
 async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: Writer) -> RunState:
     """Start a run (201). With an `idempotency_key` already used, returns that run (200).
 
@@ -45,6 +52,7 @@ async def start_run(body: StartRunRequest, response: Response, runs: Runs, who: 
 @router.get("")
 async def list_runs(
     runs: Runs,
+    collab: Collab,
     _: Reader,
     definition_id: str | None = None,
     status: str | None = None,
@@ -54,9 +62,13 @@ async def list_runs(
     page_size: int = Query(50, ge=1, le=500),
     page_token: str | None = None,
 ) -> RunPage:
+    """Runs, newest first; each with its `source` and current `assignee` (a handoff)."""
     items, token = await runs.search(
         definition_id, status, owner, trigger, parent, page_size, page_token
     )
+    held = await collab.assignees([r.run_id for r in items])
+    for r in items:
+        r.assignee = held.get(r.run_id)
     return RunPage(items=items, next_page_token=token)
 
 
@@ -81,7 +93,10 @@ async def get_run(
     return await with_collab(await runs.get_with_children(run_id), collab)
 
 
-@router.get("/{run_id}/result")
+@router.get(
+    "/{run_id}/result",
+    responses={202: {"description": "Not ended within `wait`: the state now", "model": RunResult}},
+)
 async def get_result(
     run_id: str,
     response: Response,

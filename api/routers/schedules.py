@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response, status
 
 from api.deps import Admin, PrincipalDep, Reader, SettingsDep, StoreDep, TemporalDep, Writer
+from api.errors import COMMON, TEMPORAL, responses
 from duratask.schedules.models import (
     BackfillRequest,
     PauseRequest,
@@ -22,7 +23,7 @@ from duratask.schedules.models import (
 )
 from duratask.schedules.service import ScheduleService
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], responses=responses(*COMMON, 404, 409, *TEMPORAL))
 
 
 def schedule_service(

@@ -8,12 +8,14 @@ from datetime import datetime
 from fastapi import APIRouter, Query
 
 from api.deps import Reader, SettingsDep
-from api.errors import unprocessable
+from api.errors import COMMON, TEMPORAL, responses, unprocessable
 from api.insights.deps import Insights
 from api.insights.service import window_start
 from api.insights.stats import RunStats
 
-router = APIRouter(prefix="/v1/stats", tags=["insights"])
+router = APIRouter(
+    prefix="/v1/stats", tags=["insights"], responses=responses(*COMMON, 404, *TEMPORAL)
+)
 
 
 @router.get("")

@@ -24,6 +24,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from croniter import croniter
 from temporalio.client import (
     Client,
     Schedule,
@@ -80,6 +81,7 @@ from duratask.store.definitions import DefinitionStore, NotFound
 from duratask.store.tables import ScheduleRow
 from workflows import contracts
 from workflows.definition import ModelSpec, TaskDefinition
+from workflows.durations import parse_duration
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import RunInput, RunMeta, RunState, Trigger
 from workflows.run_workflow import TaskRunWorkflow
@@ -565,6 +567,7 @@ class ScheduleService:
         if end <= start:
             raise invalid("backfill end_at must be after start_at")
         row = await self._row(sid)
+        self._check_backfill(ScheduleConfig.model_validate_json(row.config), start, end)
         await self._refuse_when_disabled()
         await self._describe(sid)
         await self.client.get_schedule_handle(sid).backfill(
@@ -572,6 +575,28 @@ class ScheduleService:
         )
         log.info("schedule backfill", schedule_id=sid, start=start.isoformat(), end=end.isoformat())
         await self._record("schedule.backfill", row, sid, start_at=start, end_at=end)
+
+    def _check_backfill(self, cfg: ScheduleConfig, start: datetime, end: datetime) -> None:
+        """Bound a backfill by span and by the runs it would start (422 naming the limit)."""
+        span = parse_duration(self.settings.schedule_backfill_max_span)
+        if end - start > span:
+            raise invalid(
+                f"backfill spans more than the limit of {self.settings.schedule_backfill_max_span}"
+            )
+        limit = self.settings.schedule_backfill_max_runs
+        parsed = self._parse_stored(cfg)
+        if parsed is None or parsed.kind == "at":
+            return
+        if parsed.every is not None:
+            count = int((end - start) / parsed.every)
+        else:
+            assert parsed.cron is not None
+            times = croniter(parsed.cron, start)
+            count = 0
+            while count <= limit and times.get_next(datetime) <= end:
+                count += 1
+        if count > limit:
+            raise invalid(f"backfill would start more than the limit of {limit:,} runs")
 
     # ------------------------------------------------------------ global switch
     async def enabled(self) -> bool:

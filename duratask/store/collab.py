@@ -9,6 +9,7 @@ disagree. Identities compare case-insensitively when listing what was handed to 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -17,9 +18,24 @@ from sqlalchemy import ScalarSelect, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from duratask.store.tables import RunAssigneeRow, RunCommentRow, RunRatingRow
+from duratask.store.tables import RunAssigneeRow, RunCommentRow, RunMentionRow, RunRatingRow
+
+# `@bob`, `@bob.smith`, `@lead@example.com`: an identity after an @ that starts a word
+MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9_][\w.+-]*(?:@[\w-]+(?:\.[\w-]+)+)?)")
 
 Score = Literal["up", "down"]
+
+
+def mentions_in(body: str) -> list[str]:
+    """The identities `@mentioned` in `body`, lower-cased, each once, in order."""
+    found: list[str] = []
+    for m in MENTION.finditer(body):
+        who = m.group(1).rstrip(".-+").lower()
+        if who and who not in found:
+            found.append(who)
+    return found
+
+
 CommentKind = Literal["comment", "note", "handoff"]
 
 
@@ -41,6 +57,7 @@ class Comment(BaseModel):
     body: str
     to: str | None = None
     created_at: datetime
+    mentions: list[str] = []  # the identities it @mentions (lower-cased)
 
 
 class Assignment(BaseModel):
@@ -89,6 +106,7 @@ def _comment(row: RunCommentRow) -> Comment:
         body=row.body,
         to=row.handoff_to,
         created_at=_utc(row.created_at),
+        mentions=mentions_in(row.body),
     )
 
 
@@ -191,6 +209,9 @@ class CollabStore:
             )  # fmt: skip
             s.add(row)
             await s.flush()  # assigns row.id
+            for who in mentions_in(body):
+                s.add(RunMentionRow(comment_id=row.id, identity=who, run_id=run_id,
+                                    created_at=now))  # fmt: skip
             if kind == "handoff" and to:
                 current = await s.get(RunAssigneeRow, run_id, with_for_update=True)
                 if current is None:
@@ -225,6 +246,33 @@ class CollabStore:
         async with self.sessions() as s:
             row = await s.get(RunAssigneeRow, run_id)
             return _assignment(row) if row else None
+
+    async def assignees(self, run_ids: list[str]) -> dict[str, str]:
+        """The current assignee of each of `run_ids` that has one (one query for a page)."""
+        if not run_ids:
+            return {}
+        q = select(RunAssigneeRow.run_id, RunAssigneeRow.assignee).where(
+            RunAssigneeRow.run_id.in_(run_ids)
+        )
+        async with self.sessions() as s:
+            return {r.run_id: r.assignee for r in (await s.execute(q)).all()}
+
+    async def mentions(
+        self, to: str, limit: int = 50, before: int | None = None
+    ) -> tuple[list[Comment], int | None]:
+        """Comments that @mention `to`, newest first."""
+        q = (
+            select(RunCommentRow)
+            .join(RunMentionRow, RunMentionRow.comment_id == RunCommentRow.id)
+            .where(RunMentionRow.identity == to.strip().lower())
+        )
+        if before is not None:
+            q = q.where(RunCommentRow.id < before)
+        async with self.sessions() as s:
+            rows = (await s.scalars(q.order_by(RunCommentRow.id.desc()).limit(limit + 1))).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_comment(r) for r in rows], rows[-1].id if more else None
 
     async def handoffs(
         self, to: str, limit: int = 50, before: int | None = None, current_only: bool = False

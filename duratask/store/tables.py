@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -118,3 +118,58 @@ class AuditRow(Base):
     owner: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     team: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON
+
+
+class UsageRow(Base):
+    """One model call's usage, for the daily budgets per owner and per definition
+    (docs/models-and-tools.md#budgets). `key` makes recording a call idempotent."""
+
+    __tablename__ = "usage"
+    __table_args__ = (
+        Index("ix_usage_day_owner", "day", "owner"),
+        Index("ix_usage_day_definition", "day", "definition_id"),
+    )
+
+    key: Mapped[str] = mapped_column(String(600), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10))  # UTC date, YYYY-MM-DD
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    definition_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(512))
+    tokens: Mapped[int] = mapped_column(Integer)
+    cost_usd: Mapped[float] = mapped_column(Float)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StreamDeltaRow(Base):
+    """A transient live item (the model's text as it is written) relayed to the gateways
+    outside the run's history; pruned after `stream_delta_ttl_s`."""
+
+    __tablename__ = "stream_deltas"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(512), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class HealthVerdictRow(Base):
+    """The last health verdict of a definition: an alert fires only when it changes."""
+
+    __tablename__ = "health_verdicts"
+
+    definition_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    report: Mapped[str] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RunMentionRow(Base):
+    """An @identity written in a comment: who was mentioned, where (lower-cased identity)."""
+
+    __tablename__ = "run_mentions"
+
+    comment_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identity: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    run_id: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -5,7 +5,14 @@ The model name picks the behaviour, so one server serves every scenario:
 - `text`: a plain answer; `tools`: two tool calls, then an answer quoting the results;
 - `rate-limited`: 429 with Retry-After the first time, then an answer;
 - `flaky`: 500 the first time, then an answer; `bad`: 400 with an OpenAI-style error;
-- `slow`: a streamed reply of one chunk every 0.2 s for a minute (to be cancelled).
+- `slow`: a streamed reply of one chunk every 0.2 s for a minute (to be cancelled);
+- `broken`: 500 with the server's message every time (a request the server cannot take);
+- `replay-<name>`: streams `transcripts/<name>.sse`, a reply recorded from a real
+  llama.cpp server (tests/realmodel/record.py), byte for byte.
+
+Like llama.cpp's server it answers an assistant turn with `content: null` with HTTP 500
+(that is what the real one does), and it lists its models at `/v1/models`. Keep it for
+what a real server cannot be made to do (429 with Retry-After, a given 400 or 500).
 
 It records every request (headers included) and when each `slow` stream closed.
 """
@@ -19,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,6 +37,14 @@ from starlette.routing import Route
 from tests.stack import serve_asgi
 
 RETRY_AFTER_S = 2
+TRANSCRIPTS = Path(__file__).parent / "transcripts"
+LISTED_MODEL = "local-model-q4"
+
+
+def transcript(name: str) -> list[str]:
+    """The SSE events of a recorded reply, each with its trailing blank line."""
+    text = (TRANSCRIPTS / f"{name}.sse").read_text()
+    return [event + "\n\n" for event in text.split("\n\n") if event.strip()]
 
 
 @dataclass
@@ -52,6 +68,7 @@ class FakeLlmServer:
         return Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
             ]
         )
@@ -60,6 +77,11 @@ class FakeLlmServer:
         return [r.at for r in self.requests if r.model == model]
 
     # ------------------------------------------------------------ openai
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [
+            {"id": LISTED_MODEL, "object": "model", "owned_by": "me", "permissions": []}
+        ]})  # fmt: skip
+
     async def chat(self, request: Request) -> Response:
         body = await request.json()
         model = str(body.get("model"))
@@ -75,6 +97,16 @@ class FakeLlmServer:
             return _error(500, "The server had an error", "server_error")
         if model == "bad":
             return _error(400, "Invalid value for 'temperature': too hot", "invalid_value")
+        if model == "broken":
+            return _error(500, "llama_decode failed: cannot take this request", "server_error")
+        if any(m.get("role") == "assistant" and m.get("content", "") is None
+               for m in body.get("messages", [])):  # fmt: skip
+            # what llama.cpp's server answers (recorded): a 500 listing validation errors
+            error = (TRANSCRIPTS / "llamacpp_null_content_500.json").read_text()
+            return Response(error, status_code=500, media_type="application/json")
+        if model.startswith("replay-"):
+            events = transcript(model.removeprefix("replay-"))
+            return StreamingResponse(_replay(events), media_type="text/event-stream")
         if model == "slow":
             return StreamingResponse(self._slow(), media_type="text/event-stream")
         text, calls = self._reply(model, body)
@@ -180,6 +212,12 @@ async def _anthropic_stream(
     yield _event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
                                    "usage": {"output_tokens": 7}})  # fmt: skip
     yield _event("message_stop", {})
+
+
+async def _replay(events: list[str]) -> AsyncIterator[str]:
+    for event in events:
+        yield event
+        await asyncio.sleep(0)
 
 
 def _error(

@@ -1,6 +1,6 @@
 """Custom tools for tests, loaded the way users load theirs: `tool_modules` in settings.
 
-`add` is pure; `record` is a side effect counted per idempotency key, so a test can
+`add` and `get_weather` are pure; `record` is a side effect counted per idempotency key, so a test can
 prove a call ran once even across retries and worker restarts; `flaky_record` fails
 with a crash on its first attempt (Temporal retries it) and records on the second.
 """
@@ -24,6 +24,10 @@ class AddArgs(BaseModel):
     b: float
 
 
+class WeatherArgs(BaseModel):
+    city: str
+
+
 class RecordArgs(BaseModel):
     note: str
     delay_s: float = 0.0
@@ -31,6 +35,10 @@ class RecordArgs(BaseModel):
 
 async def add(args: AddArgs, ctx: ToolContext) -> dict[str, float]:
     return {"sum": args.a + args.b}
+
+
+async def get_weather(args: WeatherArgs, ctx: ToolContext) -> dict[str, object]:
+    return {"city": args.city, "temp_c": 21, "sky": "clear"}
 
 
 async def record(args: RecordArgs, ctx: ToolContext) -> dict[str, str]:
@@ -53,6 +61,7 @@ async def flaky_record(args: RecordArgs, ctx: ToolContext) -> dict[str, str]:
 
 def register(registry: ToolRegistry) -> None:
     registry.tool("add", "Add two numbers.", AddArgs)(add)
+    registry.tool("get_weather", "The weather in a city.", WeatherArgs)(get_weather)
     registry.tool("record", "Record a note (a side effect).", RecordArgs, True)(record)
     registry.tool("flaky_record", "Record a note; fails once first.", RecordArgs, True)(
         flaky_record

@@ -37,6 +37,9 @@ from worker.client import ensure_search_attributes
 from workflows import contracts
 from workflows.mcp_tools import spec
 from workflows.models import (
+    BudgetRaise,
+    DailyLimits,
+    InputSubmission,
     Intervention,
     McpListRequest,
     McpListResult,
@@ -78,6 +81,13 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "tools": ["lookup"],
         "input": {"go": False},
     },
+    "expression_failure": {  # an expression error inside the run fails its step
+        "steps": [
+            {"id": "say", "action": "notify", "message": "{{ input.s * 2 }} {{ sum([[1]], []) }}"},
+            {"id": "route", "action": "conditional", "condition": "-input.s", "then": "end"},
+        ],
+        "input": {"s": "abc"},
+    },
     "cancelled_mid_activity": {
         "steps": [{"id": "work", "action": "tool_call", "tool": "lookup",
                    "args": {"hang": True}}],
@@ -94,6 +104,19 @@ SCENARIOS: dict[str, dict[str, Any]] = {
                        {"text": "noted"}]}}],
         "tools": ["mcp:notes/*"],
         "input": {},
+    },
+    # an agent step that sets its plan with the plan tool, then is cancelled while its
+    # next model call is in flight (the workflow cancels that activity at once)
+    "agent_cancelled_mid_model_call": {
+        "steps": [{"id": "think", "action": "llm_call", "prompt": "plan, then think",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"tool_calls": [{"id": "p", "name": "plan",
+                                        "arguments": {"items": ["look", "answer"]}}]},
+                       {"text": "1. look\n2. answer", "delay": 3600},
+                   ]}}],
+        "tools": ["plan"],
+        "input": {},
+        "cancel": "model_call",
     },
 }  # fmt: skip
 
@@ -120,6 +143,19 @@ async def lookup(req: ToolRequest) -> ToolResult:
     return ToolResult(output={"q": req.args.get("q"), "hits": 1})
 
 
+async def _second_model_call_running(handle: Any) -> None:
+    """Until the second model call (the delayed one) is running."""
+    while True:
+        desc = await handle.describe()
+        if any(
+            pa.activity_type.name == contracts.LLM_ACTIVITY and pa.activity_id != "1"
+            for pa in desc.raw_description.pending_activities
+        ):
+            await asyncio.sleep(0.5)
+            return
+        await asyncio.sleep(0.1)
+
+
 async def record(name: str, spec: dict[str, Any]) -> Path:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
@@ -142,7 +178,10 @@ async def record(name: str, spec: dict[str, Any]) -> Path:
         defn = definition(spec.pop("steps"), id=name.replace("_", "-"), **spec)
         async with make_worker(env.client, tq, settings=settings, activities=acts):
             handle = await start(env.client, tq, run_input(defn, given), id=f"run-{name}")
-            if cancel:
+            if cancel == "model_call":
+                await asyncio.wait_for(_second_model_call_running(handle), 30)
+                await handle.cancel()
+            elif cancel:
                 await asyncio.wait_for(STARTED.wait(), 30)
                 await handle.cancel()
             with contextlib.suppress(WorkflowFailureError):
@@ -333,7 +372,111 @@ async def record_priority_change() -> None:
         await env.shutdown()
 
 
+async def _status(handle: WorkflowHandle[Any, Any], status: str) -> None:
+    for _ in range(600):
+        if (await handle.query(TaskRunWorkflow.state)).status.value == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the run never became {status}")
+
+
+async def record_budget_raised() -> None:
+    """A run budget reached with `on_budget: approve`: the run waits, an approver's
+    `raise_budget` Update lets it go on (docs/models-and-tools.md#budgets)."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "one", "action": "llm_call", "prompt": "Hi there friend"},
+             {"id": "two", "action": "llm_call", "prompt": "again {{ steps.one.output }}"}],
+            id="budget-raised", limits={"max_tokens": 4, "on_budget": "approve"},
+        )  # fmt: skip
+        async with make_worker(env.client, "record-budget", settings=SETTINGS):
+            handle = await start(env.client, "record-budget", run_input(defn),
+                                 id="run-budget_raised")  # fmt: skip
+            await _status(handle, "awaiting_approval")
+            raise_ = BudgetRaise(max_tokens=1000, by="lead", scopes=["tasks:approve"])
+            await handle.execute_update(TaskRunWorkflow.raise_budget, raise_)
+            await handle.result()
+        _save("budget_raised", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_input_step() -> None:
+    """An `input` step: a refused value (not in history), then a valid one."""
+    env = await _env()
+    try:
+        schema = {"type": "object", "properties": {"name": {"type": "string"},
+                  "n": {"type": "integer", "default": 2}}, "required": ["name"]}  # fmt: skip
+        defn = definition(
+            [{"id": "ask", "action": "input", "schema": schema, "prompt": "Name?"},
+             {"id": "use", "action": "llm_call", "prompt": "hi {{ steps.ask.output.name }}"}],
+            id="input-step",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-input", settings=SETTINGS):
+            handle = await start(env.client, "record-input", run_input(defn),
+                                 id="run-input_step")  # fmt: skip
+            await _status(handle, "awaiting_input")
+            with contextlib.suppress(Exception):
+                await handle.execute_update(
+                    TaskRunWorkflow.submit_input, InputSubmission(step_id="ask", value={"n": 1})
+                )
+            await handle.execute_update(
+                TaskRunWorkflow.submit_input,
+                InputSubmission(step_id="ask", value={"name": "Ada"}, by="wes"),
+            )
+            await handle.result()
+        _save("input_step", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_rerun_reused() -> None:
+    """A re-run from `three`: `one` and `two` reused (no activity), the rest executed."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "one", "action": "llm_call", "prompt": "one"},
+             {"id": "two", "action": "conditional", "condition": "true", "then": "three"},
+             {"id": "three", "action": "llm_call", "prompt": "three {{ steps.one.output }}"}],
+            id="rerun-reused",
+        )  # fmt: skip
+        inp = run_input(defn, rerun_of="run-original", rerun_from="three")
+        inp.reused = {"one": "one", "two": {"result": True, "next": "three"}}
+        async with make_worker(env.client, "record-rerun", settings=SETTINGS):
+            handle = await start(env.client, "record-rerun", inp, id="run-rerun_reused")
+            await handle.result()
+        _save("rerun_reused", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_daily_budget() -> None:
+    """Daily budgets: each model call recorded in the store by an activity."""
+    env = await _env()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp}/s.db")
+        try:
+            await migrate(engine)
+            store = DefinitionStore(engine)
+            defn = definition([{"id": "a", "action": "llm_call", "prompt": "a b c"}],
+                              id="daily-budget")  # fmt: skip
+            inp = run_input(defn, owner="wes")
+            inp.config.daily_per_owner = DailyLimits(max_tokens=100_000)
+            async with make_worker(env.client, "record-daily", store=store, settings=SETTINGS):
+                handle = await start(env.client, "record-daily", inp, id="run-daily_budget")
+                await handle.result()
+            _save("daily_budget", await handle.fetch_history())
+        finally:
+            await engine.dispose()
+            await env.shutdown()
+
+
 DRIVEN = {
+    "budget_raised": record_budget_raised,
+    "input_step": record_input_step,
+    "rerun_reused": record_rerun_reused,
+    "daily_budget": record_daily_budget,
     "can_between_steps": record_continue_as_new_between_steps,
     "steer": record_steer,
     "approval_reminder_timeout": record_approval_reminder_timeout,

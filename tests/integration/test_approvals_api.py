@@ -1,5 +1,5 @@
 """Approvals through the real gateway, the real CLI and a raw `temporal workflow signal`,
-against the dev server, with static API keys: who may decide holds on every path.
+against the dev server, with static API keys: only a signed decision by an approver counts.
 """
 
 from __future__ import annotations
@@ -150,16 +150,17 @@ async def test_auth_matrix_and_approving_through_the_gateway(
 
         # approving: one vote of two, a duplicate is 409, then a group member decides
         r = await s.http.post(decide, json=ok, headers=auth("k-lead"))
-        assert r.status_code == 202, r.text
+        assert r.status_code == 200, r.text
         assert r.json()["approver"] == LEAD and r.json()["step_id"] == "review"
-        for _ in range(100):
-            r = await s.http.post(decide, json=ok, headers=auth("k-lead"))
-            if r.status_code == 409:
-                break
-            await asyncio.sleep(0.1)  # until the first vote is in the run's memo
+        assert (r.json()["approvals"], r.json()["done"]) == (1, False)
+        # the run's own answer, at once: no waiting for a memo to catch up
+        r = await s.http.post(decide, json=ok, headers=auth("k-lead"))
         assert r.status_code == 409 and "already decided" in r.json()["detail"]
+        r = await s.http.post(decide, json={**ok, "step_id": "other"}, headers=auth("k-rita"))
+        assert r.status_code == 403 and "step 'other'" in r.json()["detail"]
         r = await s.http.post(decide, json={"decision": "approve"}, headers=auth("k-rita"))
-        assert r.status_code == 202, r.text
+        assert r.status_code == 200, r.text
+        assert r.json()["done"] is True
         r = await s.http.get(
             f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-wes")
         )
@@ -174,7 +175,7 @@ async def test_auth_matrix_and_approving_through_the_gateway(
         r = await s.http.post(decide, json=ok, headers=auth("k-lead"))
         assert r.status_code == 404, r.text
         r = await s.http.post(decide, json=ok, headers=auth("k-root"))
-        assert r.status_code == 409 and "completed" in r.json()["detail"]
+        assert r.status_code == 409 and "finished" in r.json()["detail"]
         r = await s.http.post("/v1/runs/run-nope/approvals", json=ok, headers=auth("k-lead"))
         assert r.status_code == 404
 
@@ -187,44 +188,47 @@ async def test_auth_matrix_and_approving_through_the_gateway(
         r = await s.http.post(f"/v1/runs/{busy}/approvals", json=ok, headers=auth("k-lead"))
         assert r.status_code == 404  # not waiting for the lead: not his to see
         r = await s.http.post(f"/v1/runs/{busy}/approvals", json=ok, headers=auth("k-root"))
-        assert r.status_code == 409 and "not waiting for approval" in r.json()["detail"]
+        assert r.status_code == 409 and "no approval step is waiting" in r.json()["detail"]
         await s.http.post(f"/v1/runs/{busy}/cancel", json={}, headers=auth("k-wes"))
 
 
-async def test_raw_temporal_signal_is_honoured_only_from_an_approver(
+async def test_a_raw_temporal_signal_is_refused_and_recorded(
     dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
+    """The finding: `temporal workflow signal --name approve` stating an approver (and a
+    group) approved a run. Now it needs the gateway's proof; without one it is refused."""
     async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
         r = await s.http.put(
-            "/v1/definitions/raw", json=review_def("raw", [LEAD]), headers=auth("k-wes")
-        )
+            "/v1/definitions/raw", json=review_def("raw", [LEAD, "group:release"]),
+            headers=auth("k-wes"),
+        )  # fmt: skip
         run_id = await start_parked(s, "raw")
 
-        await temporal_signal(dev_env, run_id, {"decision": "approve", "approver": "mallory"})
-        await temporal_signal(dev_env, run_id, {"decision": "yes", "approver": LEAD})
+        forged = {"decision": "approve", "approver": "mallory@evil", "groups": ["release"]}
+        await temporal_signal(dev_env, run_id, forged)
+        await temporal_signal(dev_env, run_id, {"decision": "approve", "approver": LEAD})
         for _ in range(100):
             state = await wait_status(s, run_id, "awaiting_approval")
             refused = [e for e in state["events"] if e["type"] == "approval.refused"]
             if len(refused) == 2:
                 break
             await asyncio.sleep(0.1)
-        assert refused[0]["data"]["approver"] == "mallory" and refused[0]["data"]["time"]
-        assert "not an approver" in refused[0]["message"]
-        assert (
-            refused[1]["data"]["approver"] == LEAD and "unknown decision" in refused[1]["message"]
-        )
+        assert [e["data"]["approver"] for e in refused] == ["mallory@evil", LEAD]
+        assert all("no proof" in e["message"] for e in refused), refused
         assert state["pending_approvals"][0]["votes"] == []
 
-        await temporal_signal(
-            dev_env, run_id, {"decision": "Approve", "approver": LEAD, "comment": "via CLI"}
-        )
+        r = await s.http.post(
+            f"/v1/runs/{run_id}/approvals", json={"decision": "approve", "comment": "ok"},
+            headers=auth("k-lead"),
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
         r = await s.http.get(
             f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-wes")
         )
         res = r.json()
         assert res["status"] == "completed", res
         review = next(st for st in res["state"]["steps"] if st["id"] == "review")
-        assert review["output"]["approver"] == LEAD and review["output"]["comment"] == "via CLI"
+        assert review["output"]["approver"] == LEAD and review["output"]["comment"] == "ok"
 
 
 async def test_listing_by_approver_and_the_cli(
@@ -294,7 +298,7 @@ async def test_parked_run_survives_a_worker_restart(
                 json={"decision": "approve", "comment": "after restart"},
                 headers=auth("k-lead"),
             )
-            assert r.status_code == 202, r.text
+            assert r.status_code == 200, r.text
             r = await s.http.get(
                 f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-wes")
             )
@@ -333,7 +337,7 @@ async def test_parked_run_survives_a_temporal_restart(task_queue: str, tmp_path:
             r = await s.http.post(
                 f"/v1/runs/{run_id}/approvals", json={"decision": "approve"}, headers=auth("k-lead")
             )
-            assert r.status_code == 202, r.text
+            assert r.status_code == 200, r.text
             r = await s.http.get(
                 f"/v1/runs/{run_id}/result", params={"wait": 30}, headers=auth("k-wes")
             )
@@ -365,3 +369,64 @@ async def test_parked_runs_hold_no_worker_slot(
         for p in parked:
             assert (await wait_status(s, p, "awaiting_approval"))["pending_approvals"]
             await s.http.post(f"/v1/runs/{p}/cancel", json={}, headers=auth("k-wes"))
+
+
+async def test_a_version_that_weakens_an_approval_needs_an_approver_or_admin(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """The finding: a writer with no approve right published `timeout: 0s, on_timeout:
+    approve` and the next run passed the gate with no approver."""
+    keys = [
+        *KEYS,
+        {"key": "k-ann", "identity": "ann", "scopes": ["tasks:read", "tasks:write"],
+         "groups": ["release"]},
+        {"key": "k-boss", "identity": "boss", "scopes": ["tasks:write", "tasks:admin"]},
+    ]  # fmt: skip
+    async with run_stack(
+        dev_env, task_queue, tmp_path, worker=False, api_keys=keys, approval_min_timeout="1h"
+    ) as s:
+        url = "/v1/definitions/guarded"
+        team = [LEAD, "group:release", "ops@example.com"]
+        base = review_def("guarded", team, min_approvals=2, timeout="24h")
+        r = await s.http.put(url, json=base, headers=auth("k-wes"))
+        assert r.status_code == 201, r.text
+
+        def variant(**step: Any) -> dict[str, Any]:
+            body = json.loads(json.dumps(base))
+            body["steps"][0].update(step)
+            return body
+
+        removed = json.loads(json.dumps(base))
+        removed["steps"] = removed["steps"][1:]
+        as_notify = json.loads(json.dumps(base))
+        as_notify["steps"][0] = {"id": "review", "action": "notify", "message": "skipped"}
+        weaker = {
+            "timeout 0s, on_timeout approve": variant(timeout="0s", on_timeout="approve"),
+            "on_timeout approve": variant(on_timeout="approve"),
+            "under the floor": variant(timeout="5m"),
+            "fewer approvals": variant(min_approvals=1),
+            "an approver removed": variant(approvers=[LEAD, "group:release"]),
+            "an approver added": variant(approvers=[*team, "wes"]),
+            "the step removed": removed,
+            "no longer an approval": as_notify,
+        }
+        for why, body in weaker.items():
+            r = await s.http.put(url, json=body, headers=auth("k-wes"))
+            assert r.status_code == 403, f"{why}: {r.status_code} {r.text}"
+            assert "'review'" in r.json()["detail"] and r.json()["problems"], why
+        # a stricter version is anyone's to publish
+        r = await s.http.put(url, json=variant(min_approvals=3), headers=auth("k-wes"))
+        assert r.status_code == 201, r.text
+        # deleting and re-creating is no way around it
+        assert (await s.http.delete(url, headers=auth("k-wes"))).status_code == 204
+        r = await s.http.put(url, json=variant(on_timeout="approve"), headers=auth("k-wes"))
+        assert r.status_code == 403, r.text
+        # an approver of the step (through group:release) may, and so may tasks:admin
+        r = await s.http.put(url, json=variant(min_approvals=1), headers=auth("k-ann"))
+        assert r.status_code == 201, r.text
+        r = await s.http.put(url, json=removed, headers=auth("k-boss"))
+        assert r.status_code == 201, r.text
+        # the floor holds for a new definition's steps too
+        fresh = review_def("fresh", ["lead@example.com"], timeout="10m")
+        r = await s.http.put("/v1/definitions/fresh", json=fresh, headers=auth("k-wes"))
+        assert r.status_code == 403 and "floor" in r.json()["detail"]

@@ -85,12 +85,33 @@ async def test_jwt_groups_decide_an_approval(
                 break
             await asyncio.sleep(0.1)
         decide = f"/v1/runs/{run_id}/approvals"
-        outsider = bearer(token(email="zed@example.com", scope="tasks:approve", groups=["dev"]))
+        outsider = bearer(
+            token(email="zed@example.com", email_verified=True, scope="tasks:approve",
+                  groups=["dev"])
+        )  # fmt: skip
         r = await s.http.post(decide, json={"decision": "approve"}, headers=outsider)
         assert r.status_code == 404, r.text  # neither an approver nor the owner's: unseen
-        sre = bearer(token(email="sue@example.com", scope="tasks:approve", groups=["sre"]))
+        # the findings: a `sub` naming a group decided a group-gated step; an unverified
+        # `email` was taken as the identity
+        as_group = bearer(token(sub="group:sre", scope="tasks:approve"))
+        r = await s.http.post(decide, json={"decision": "approve"}, headers=as_group)
+        assert r.status_code == 401 and "group:" in r.json()["detail"]
+        r = await s.http.post(decide, json={"decision": "approve"},
+                              headers=bearer(token(sub="GROUP:sre", scope="tasks:approve")))  # fmt: skip
+        assert r.status_code == 401
+        unverified = bearer(token(sub="mal", email="sue@example.com", scope="tasks:approve"))
+        r = await s.http.get("/v1/approvals", headers=unverified)
+        assert r.json()["approver"] == ["mal"], r.text  # the sub, not the unverified email
+        verified = bearer(token(sub="mal", email="sue@example.com", email_verified=True,
+                                scope="tasks:approve"))  # fmt: skip
+        r = await s.http.get("/v1/approvals", headers=verified)
+        assert r.json()["approver"] == ["sue@example.com"], r.text
+        sre = bearer(
+            token(email="sue@example.com", email_verified=True, scope="tasks:approve",
+                  groups=["sre"])
+        )  # fmt: skip
         r = await s.http.post(decide, json={"decision": "approve"}, headers=sre)
-        assert r.status_code == 202, r.text
+        assert r.status_code == 200, r.text
         res = (await s.http.get(f"/v1/runs/{run_id}/result?wait=30", headers=eng)).json()
     assert res["status"] == "completed", res
     assert res["state"]["steps"][0]["output"]["approver"] == "sue@example.com"

@@ -27,6 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from tests.helpers import APPROVAL_KEY
 from tests.stack import free_port
 
 KEYS = {
@@ -177,6 +178,7 @@ def cluster_env(address: str, task_queue: str, database_url: str, **extra: str) 
             "DURATASK_DATABASE_URL": database_url,
             "DURATASK_API_KEYS": json.dumps(keys),
             "DURATASK_AUTH_REQUIRED": "true",
+            "DURATASK_APPROVAL_KEY": APPROVAL_KEY,  # every gateway and worker shares it
             "DURATASK_HTTP_ALLOW_PRIVATE": "true",
             "DURATASK_LOG_LEVEL": "INFO",
             "DURATASK_SHUTDOWN_GRACE_S": "2",

@@ -247,7 +247,8 @@ async def test_plan_tracking_and_drift_alert(ts_client: Client, task_queue: str)
         {"tool_calls": [call("add", "x1", a=1, b=1)]},
         {"tool_calls": [call("add", "x2", a=1, b=2)]},
         {"tool_calls": [call("add", "x3", a=1, b=3)]},
-        {"text": "1. [x] gather\n2. [x] analyse\n3. [x] report"},
+        {"tool_calls": [call("plan", "p2", done=[2, 3])]},
+        {"text": "all done"},
     ]
     async with make_worker(ts_client, task_queue, settings=SETTINGS):
         handle = await start(ts_client, task_queue, agent_input(script))
@@ -267,6 +268,46 @@ async def test_plan_tracking_and_drift_alert(ts_client: Client, task_queue: str)
     assert "Focus on step 2: analyse" in reminder["content"]
     assert "Reminder:" not in json.dumps(requests[4]["messages"])
     await replays(handle)
+
+
+async def test_prose_numbered_list_is_an_answer_not_a_plan(
+    ts_client: Client, task_queue: str
+) -> None:
+    """Issue 12 (4): a numbered list in an ordinary answer became the run's plan, and a
+    later step got a "Reminder: Focus on step 1" injected into its conversation."""
+    prose = [{"text": "Steps to bake bread:\n1. Mix flour\n2. Knead\n3. Bake"}]
+    later: list[Any] = [{"tool_calls": [call("add", f"a{i}", a=i, b=i)]} for i in range(4)]
+    later.append({"text": "sums done"})
+    inp = run_input(
+        definition(
+            [
+                {"id": "recipe", "action": "llm_call", "prompt": "how to bake bread?",
+                 "model": {"provider": "scripted", "name": "script", "script": prose}},
+                {"id": "sums", "action": "llm_call", "prompt": "add things",
+                 "model": {"provider": "scripted", "name": "script", "script": later}},
+            ],
+            tools=["add", "plan"],
+        )
+    )  # fmt: skip
+    async with make_worker(ts_client, task_queue, settings=SETTINGS):
+        handle = await start(ts_client, task_queue, inp)
+        state: RunState = await handle.result()
+    assert state.status == "completed"
+    assert state.agent_plan == []
+    assert not [e for e in state.events if e.type in ("plan.updated", "drift.alert")]
+    requests = await llm_requests(handle)
+    assert "Reminder:" not in json.dumps(requests)
+    await replays(handle)
+
+
+async def test_plan_from_a_structured_reply(ts_client: Client, task_queue: str) -> None:
+    """A step with `output: json` may answer with its plan in the reply."""
+    script = [{"text": json.dumps({"plan": ["look", "answer"], "done": [1], "answer": 42})}]
+    async with make_worker(ts_client, task_queue, settings=SETTINGS):
+        handle = await start(ts_client, task_queue, agent_input(script, output="json"))
+        state: RunState = await handle.result()
+    assert [(i.text, i.done) for i in state.agent_plan] == [("look", True), ("answer", False)]
+    assert state.step("agent").output["answer"] == 42
 
 
 async def test_continue_as_new_keeps_the_conversation(ts_client: Client, task_queue: str) -> None:

@@ -1,27 +1,41 @@
 """Approval steps on the time-skipping server: deciding, counting, refusing, timing out.
 
-Decisions are sent as the `approve` signal, exactly as the gateway and a raw
-`temporal workflow signal` send them; time skips only while a test awaits a result.
+Decisions are sent with a proof signed with the test key, as the gateway signs them,
+by the `approve` signal and the `decide` update; time skips only while a test awaits a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from tests.helpers import definition, make_worker, run_input, start
-from workflows import contracts
+from tests.helpers import APPROVAL_KEY, definition, make_worker, run_input, start
+from workflows import contracts, proofs
 from workflows.approvals import is_allowed
-from workflows.models import ApprovalDecision, NotifyRequest, NotifyResult, RunState
+from workflows.models import (
+    ApprovalDecision,
+    ApprovalOutcome,
+    NotifyRequest,
+    NotifyResult,
+    RunState,
+)
 from workflows.run_workflow import TaskRunWorkflow
 
 LEAD = "lead@example.com"
@@ -63,11 +77,28 @@ async def wait_parked(handle: WorkflowHandle[Any, Any]) -> RunState:
     raise AssertionError("the run never reached awaiting_approval")
 
 
+async def signed(
+    handle: WorkflowHandle[Any, Any], decision: str, approver: str, key: str = APPROVAL_KEY,
+    **kw: Any,
+) -> ApprovalDecision:  # fmt: skip
+    """A decision with a proof, as the gateway makes it (`duratask.approvals`), issued at
+    the run's own clock (the time-skipping server's clock runs ahead of the wall clock)."""
+    plain = ApprovalDecision.model_validate({"decision": decision, "approver": approver, **kw})
+    return proofs.sign(
+        key.encode(), handle.id, plain, step_id="", nonce=uuid.uuid4().hex,
+        issued_at=await run_clock(handle),
+    )  # fmt: skip
+
+
+async def run_clock(handle: WorkflowHandle[Any, Any]) -> datetime:
+    state: RunState = await handle.query(TaskRunWorkflow.state)
+    waiting = state.pending_approvals
+    return datetime.fromisoformat(waiting[0]["requested_at"]) if waiting else datetime.now(UTC)
+
+
 async def decide(handle: WorkflowHandle[Any, Any], decision: str, approver: str, **kw: Any) -> None:
-    await handle.signal(
-        TaskRunWorkflow.approve,
-        ApprovalDecision.model_validate({"decision": decision, "approver": approver, **kw}),
-    )
+    """The `approve` signal with a valid proof (the path old clients take)."""
+    await handle.signal(TaskRunWorkflow.approve, await signed(handle, decision, approver, **kw))
 
 
 async def failure_state(handle: WorkflowHandle[Any, Any]) -> tuple[str, RunState]:
@@ -315,3 +346,139 @@ async def test_no_timeout_set_means_24h_then_reject(ts_client: Client, task_queu
     assert review.started_at and review.completed_at
     assert (review.completed_at - review.started_at).total_seconds() == pytest.approx(86400, abs=5)
     assert "24h (the default timeout)" in (review.error.message if review.error else "")
+
+
+# ------------------------------------------------------------ proofs (issue 13, item 2)
+async def refused_reasons(handle: WorkflowHandle[Any, Any], n: int) -> list[str]:
+    for _ in range(100):
+        state: RunState = await handle.query(TaskRunWorkflow.state)
+        refused = events(state, "approval.refused")
+        if len(refused) >= n:
+            return [e.message for e in refused]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {n} refusals, got {events(state, 'approval.refused')}")
+
+
+async def test_a_signal_naming_an_approver_without_a_proof_is_refused(
+    ts_client: Client, task_queue: str
+) -> None:
+    """The finding: a raw signal stating `approver` and `groups` approved a run."""
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(approval_def()))
+        await wait_parked(handle)
+        forged = {"decision": "approve", "approver": "mallory@evil", "groups": ["release"]}
+        await handle.signal(TaskRunWorkflow.approve, ApprovalDecision.model_validate(forged))
+        as_lead = ApprovalDecision(decision="approve", approver=LEAD)  # a real approver's name
+        await handle.signal(TaskRunWorkflow.approve, as_lead)
+        wrong_key = await signed(handle, "approve", LEAD, key="not-the-key")
+        await handle.signal(TaskRunWorkflow.approve, wrong_key)
+        altered = await signed(handle, "approve", "mallory@evil", groups=["qa"])
+        altered = altered.model_copy(update={"groups": ["release"]})  # groups edited after signing
+        await handle.signal(TaskRunWorkflow.approve, altered)
+        reasons = await refused_reasons(handle, 4)
+        assert "no proof" in reasons[0] and "no proof" in reasons[1], reasons
+        assert "does not match" in reasons[2] and "does not match" in reasons[3], reasons
+        state: RunState = await handle.query(TaskRunWorkflow.state)
+        assert state.status == "awaiting_approval"
+        assert state.pending_approvals[0]["votes"] == []
+        await decide(handle, "approve", "dave", groups=["release"])  # signed: counts
+        state = await handle.result()
+    assert state.status == "completed"
+    assert state.step("review").output["approver"] == "dave"
+
+
+async def test_decide_update_answers_with_the_workflows_verdict(
+    ts_client: Client, task_queue: str
+) -> None:
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(approval_def(min_approvals=2)))
+        await wait_parked(handle)
+
+        async def refused(decision: ApprovalDecision) -> ApplicationError:
+            with pytest.raises(WorkflowUpdateFailedError) as info:
+                await handle.execute_update(TaskRunWorkflow.decide, decision)
+            cause = info.value.cause
+            assert isinstance(cause, ApplicationError)
+            return cause
+
+        no_proof = await refused(ApprovalDecision(decision="approve", approver=LEAD))
+        assert no_proof.type == contracts.E_APPROVAL_FORBIDDEN and "no proof" in no_proof.message
+        stranger = await refused(await signed(handle, "approve", "mallory"))
+        assert stranger.type == contracts.E_APPROVAL_FORBIDDEN and "not an approver" in str(
+            stranger
+        )
+        other_step = await signed(handle, "approve", LEAD)
+        other_step = proofs.sign(
+            APPROVAL_KEY.encode(), handle.id, other_step, step_id="deploy", nonce="n1",
+            issued_at=await run_clock(handle),
+        )  # fmt: skip
+        assert "step 'deploy'" in (await refused(other_step)).message
+
+        out = await handle.execute_update(
+            TaskRunWorkflow.decide, await signed(handle, "approve", LEAD, comment="one")
+        )
+        assert isinstance(out, ApprovalOutcome)
+        assert (out.step_id, out.approver, out.approvals, out.done) == ("review", LEAD, 1, False)
+        again = await refused(await signed(handle, "approve", LEAD.upper()))
+        assert again.type == contracts.E_APPROVAL_CONFLICT and "already decided" in again.message
+        proof_used = await signed(handle, "approve", "dave", groups=["release"])
+        out = await handle.execute_update(TaskRunWorkflow.decide, proof_used)
+        assert out.done and out.approvals == 2
+        late = await refused(await signed(handle, "reject", "erin", groups=["release"]))
+        assert late.type == contracts.E_APPROVAL_CONFLICT
+        state = await handle.result()
+    assert state.status == "completed"
+    # refused updates never reach history; only the counted votes do
+    assert [v["approver"] for v in state.step("review").output["votes"]] == [LEAD, "dave"]
+    assert not events(state, "approval.refused")
+
+
+async def test_a_proof_is_not_accepted_twice_nor_once_expired(
+    ts_client: Client, task_queue: str
+) -> None:
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(approval_def(min_approvals=2)))
+        await wait_parked(handle)
+        old = proofs.sign(
+            APPROVAL_KEY.encode(), handle.id, ApprovalDecision(decision="approve", approver=LEAD),
+            step_id="", nonce="n-old", issued_at=await run_clock(handle) - proofs.MAX_AGE * 2,
+        )  # fmt: skip
+        with pytest.raises(WorkflowUpdateFailedError) as info:
+            await handle.execute_update(TaskRunWorkflow.decide, old)
+        assert "before this approval was requested" in str(info.value.cause) or "expired" in str(
+            info.value.cause
+        )
+        first = await signed(handle, "approve", LEAD)
+        await handle.execute_update(TaskRunWorkflow.decide, first)
+        await handle.cancel()
+
+
+PROOFS_HISTORY = HISTORY.parent / "approval_proofs.json"
+
+
+async def test_proof_paths_replay(ts_client: Client, task_queue: str) -> None:
+    """A refused raw signal, a counted update, a refused update and a signed signal:
+    the history replays (with the key installed, as on a worker); saved for test_replay."""
+    async with make_worker(ts_client, task_queue):
+        handle = await start(
+            ts_client, task_queue, run_input(approval_def(min_approvals=2)),
+            id="run-approval_proofs",
+        )  # fmt: skip
+        await wait_parked(handle)
+        raw = ApprovalDecision(decision="approve", approver="mallory", groups=["release"])
+        await handle.signal(TaskRunWorkflow.approve, raw)
+        await refused_reasons(handle, 1)
+        await handle.execute_update(
+            TaskRunWorkflow.decide, await signed(handle, "approve", LEAD, comment="update")
+        )
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                TaskRunWorkflow.decide, await signed(handle, "approve", "x")
+            )
+        await decide(handle, "approve", "dave", groups=["release"])
+        state = await handle.result()
+        history = await handle.fetch_history()
+    assert state.status == "completed"
+    await replayer().replay_workflow(history)
+    if os.environ.get("DURATASK_RECORD_HISTORIES"):
+        PROOFS_HISTORY.write_text(history.to_json())

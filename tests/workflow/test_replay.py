@@ -16,7 +16,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows import contracts
+from tests.helpers import APPROVAL_KEY
+from workflows import contracts, proofs
 from workflows.run_workflow import TaskRunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -27,6 +28,12 @@ WORKFLOW_IDS = {
     "agent_before_streams": "run-history-agent",
     "can_between_steps_resumed": "run-can_between_steps",  # the same run, its 2nd execution
 }
+
+
+@pytest.fixture(autouse=True)
+def approval_key() -> None:
+    """A worker replays with its approval key installed (approval_proofs.json needs it)."""
+    proofs.install_keys([APPROVAL_KEY])
 
 
 def test_histories_exist() -> None:
@@ -89,3 +96,24 @@ def test_saved_histories_cover_the_paths_they_are_named_for() -> None:
                 if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
     assert unpinned[0] == contracts.RESOLVE_BUNDLE_ACTIVITY
     assert "set_priority" in _signals("priority_change")
+
+
+def _activities(stem: str) -> list[str]:
+    return [e.activity_task_scheduled_event_attributes.activity_type.name for e in _events(stem)
+            if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
+
+
+def _updates(stem: str) -> list[str]:
+    return [e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+            for e in _events(stem)
+            if e.HasField("workflow_execution_update_accepted_event_attributes")]  # fmt: skip
+
+
+def test_governance_histories_took_their_paths() -> None:
+    """Budgets, input steps and re-runs (tests/histories/record.py) as recorded."""
+    assert _updates("budget_raised") == ["raise_budget"]
+    assert _activities("budget_raised") == [contracts.LLM_ACTIVITY] * 2
+    assert _updates("input_step") == ["submit_input"]  # the refused value left no trace
+    assert _activities("rerun_reused") == [contracts.LLM_ACTIVITY]  # `one` was reused
+    assert _activities("daily_budget") == [contracts.LLM_ACTIVITY]
+    assert "EVENT_TYPE_MARKER_RECORDED" in _types("daily_budget")  # usage: a local activity

@@ -1,0 +1,67 @@
+"""The live relay: token deltas from a worker's model call to the gateways, outside history.
+
+A run's durable events live in its Workflow Stream, where every publish is a signal and
+every subscriber poll an update: history events (and billed actions on Temporal Cloud).
+The model's text as it is written is worth seeing live and worthless once the call has
+answered (the answer is in `llm.completed` and the step's output), so it does not go
+there. The LLM activity appends coalesced `llm.delta` / `llm.retry` items here, a shared
+table both processes already reach; a gateway with clients on the run reads the new
+rows every few tens of milliseconds and merges them into the run's feed. Rows are
+pruned after `ttl_s`: nothing here is meant to last.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from duratask.store.tables import StreamDeltaRow
+
+
+class DeltaRelay:
+    def __init__(self, engine: AsyncEngine, ttl_s: float = 600.0) -> None:
+        self.engine = engine
+        self.ttl = timedelta(seconds=ttl_s)
+
+    async def append(self, run_id: str, items: list[dict[str, Any]]) -> None:
+        """Add items (wire-shaped dicts) for `run_id`, in order."""
+        if not items:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {"run_id": run_id, "body": json.dumps(item, default=str), "created_at": now}
+            for item in items
+        ]
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(StreamDeltaRow), rows)
+
+    async def last_id(self, run_id: str) -> int:
+        """The newest row id of `run_id` (0 when none): where a new reader starts."""
+        async with self.engine.connect() as conn:
+            found = await conn.scalar(
+                select(func.max(StreamDeltaRow.id)).where(StreamDeltaRow.run_id == run_id)
+            )
+        return int(found or 0)
+
+    async def after(self, run_id: str, after_id: int) -> list[tuple[int, dict[str, Any]]]:
+        """The items of `run_id` written after row `after_id`, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(StreamDeltaRow.id, StreamDeltaRow.body)
+                .where(StreamDeltaRow.run_id == run_id, StreamDeltaRow.id > after_id)
+                .order_by(StreamDeltaRow.id)
+            )
+            return [(int(r.id), json.loads(r.body)) for r in rows]
+
+    async def prune(self) -> int:
+        """Drop rows older than the relay's time to live; returns how many."""
+        cutoff = datetime.now(UTC) - self.ttl
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                delete(StreamDeltaRow).where(StreamDeltaRow.created_at < cutoff)
+            )
+        return int(result.rowcount or 0)
