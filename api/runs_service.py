@@ -442,24 +442,16 @@ class RunService:
 
     async def result(self, run_id: str, wait: float) -> tuple[RunState, bool]:
         """The run's state once it ends, waiting up to `wait` seconds for that."""
+        # a run this gateway started or has described is waited for at once: a describe
+        # first (may the caller see it, does it still run) costs a round trip per result
         facts = _KNOWN.get(run_id)
-        if wait > 0 and facts and facts[0] and may_see(self.principal, facts[1], facts[2]):
-            # a run this gateway started or has described: wait for its end at once
-            # (a describe first costs a round trip per result; bench/__main__.py)
+        known = facts is not None and facts[0] and may_see(self.principal, facts[1], facts[2])
+        if wait > 0 and (
+            known or (await self.describe(run_id)).status == WorkflowExecutionStatus.RUNNING
+        ):
             try:
                 state = await asyncio.wait_for(self._outcome(run_id), wait)
-            except (TimeoutError, RPCError):  # still running; or gone: the slow way says
-                state = None
-            if state is not None:
-                state.temporal_ui_url = self.ui_url(run_id)
-                return state, True
-            state = await self.get(run_id)
-            return state, state.status.terminal
-        desc = await self.describe(run_id)
-        if desc.status == WorkflowExecutionStatus.RUNNING and wait > 0:
-            try:
-                state = await asyncio.wait_for(self._outcome(run_id), wait)
-            except TimeoutError:
+            except (TimeoutError, RPCError):  # still running; or gone: get() says which
                 state = None
             if state is not None:
                 state.temporal_ui_url = self.ui_url(run_id)
