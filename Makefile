@@ -62,6 +62,8 @@ bench: install
 	$(BIN)/python -m bench.cancel
 	$(BIN)/python -m bench.security_telemetry
 	$(BIN)/python -m bench.console
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.parked --runs 2000
 
 clean:
 	rm -rf $(VENV) .venv-model .duratask .pytest_cache .mypy_cache .ruff_cache *.egg-info

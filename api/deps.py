@@ -4,6 +4,10 @@ The Temporal client and the store are created once in the app's lifespan; a requ
 that needs Temporal while it is unreachable gets a 503 naming the address, and the
 next request tries to connect again. `RunsDep` is the one RunService dependency every
 router declares: it acts for the authenticated caller (duratask/access.py).
+
+The dependencies are `async def` although they do no I/O: FastAPI runs a plain `def`
+dependency in its thread pool, a thread round trip each, several per request
+(bench/__main__.py measured them as most of the gateway's cost per run start).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
 from api.auth import Authenticator, Principal, require_scope
@@ -23,12 +28,12 @@ from duratask.store.definitions import DefinitionStore
 from worker.client import connect
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> DefinitionStore:
+async def get_store(request: Request) -> DefinitionStore:
     store: DefinitionStore = request.app.state.store
     return store
 
@@ -48,13 +53,15 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
-def get_principal(request: Request, authorization: str | None = Header(None)) -> Principal:
+async def get_principal(request: Request, authorization: str | None = Header(None)) -> Principal:
     auth: Authenticator = request.app.state.auth
+    if auth.settings.jwt_jwks_url:  # may fetch the key set over HTTP: off the event loop
+        return await run_in_threadpool(auth.authenticate, authorization)
     return auth.authenticate(authorization)
 
 
 def _scoped(scope: str):  # type: ignore[no-untyped-def]
-    def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def dep(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         require_scope(principal, scope)
         return principal
 
@@ -71,7 +78,7 @@ Approver = Annotated[Principal, Depends(_scoped("tasks:approve"))]
 Admin = Annotated[Principal, Depends(_scoped("tasks:admin"))]
 
 
-def get_runs(
+async def get_runs(
     client: TemporalDep, store: StoreDep, settings: SettingsDep, who: PrincipalDep
 ) -> RunService:
     return RunService(client, store, settings, who)
@@ -80,7 +87,7 @@ def get_runs(
 RunsDep = Annotated[RunService, Depends(get_runs)]
 
 
-def get_definitions(store: StoreDep, who: PrincipalDep) -> DefinitionService:
+async def get_definitions(store: StoreDep, who: PrincipalDep) -> DefinitionService:
     return DefinitionService(store, who)
 
 

@@ -215,7 +215,7 @@ class RunService:
             stored = await self.store.get(req.definition_id, req.version)
             if not may_see(self.principal, stored.owner, stored.team):
                 raise NotFound(f"definition '{req.definition_id}' not found")
-            bundle = await self.store.bundle(req.definition_id, req.version)
+            bundle = await self.store.bundle(req.definition_id, req.version, root=stored)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
         try:
@@ -303,6 +303,7 @@ class RunService:
             return await self.get(run_id), False
         except RPCError as e:
             raise map_rpc_error(e) from None
+        _remember(run_id, (True, meta.owner, meta.team))  # its result needs no describe
         log.info("run started", run_id=run_id, definition=definition.id, status=status.value)
         note(run_id=run_id, definition=definition.id)  # on this request's log line
         state = state_from_input(run_id, inp)
@@ -441,11 +442,16 @@ class RunService:
 
     async def result(self, run_id: str, wait: float) -> tuple[RunState, bool]:
         """The run's state once it ends, waiting up to `wait` seconds for that."""
-        desc = await self.describe(run_id)
-        if desc.status == WorkflowExecutionStatus.RUNNING and wait > 0:
+        # a run this gateway started or has described is waited for at once: a describe
+        # first (may the caller see it, does it still run) costs a round trip per result
+        facts = _KNOWN.get(run_id)
+        known = facts is not None and facts[0] and may_see(self.principal, facts[1], facts[2])
+        if wait > 0 and (
+            known or (await self.describe(run_id)).status == WorkflowExecutionStatus.RUNNING
+        ):
             try:
                 state = await asyncio.wait_for(self._outcome(run_id), wait)
-            except TimeoutError:
+            except (TimeoutError, RPCError):  # still running; or gone: get() says which
                 state = None
             if state is not None:
                 state.temporal_ui_url = self.ui_url(run_id)

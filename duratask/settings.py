@@ -256,6 +256,12 @@ class Settings(BaseSettings):
     console_session_hours: float = 12.0
     console_cookie_secure: bool = False
 
+    # Worker memory (docs/deploy.md#sizing): runs kept in the worker's sticky workflow
+    # cache. A cached run answers a signal, update or query at once; one evicted from it
+    # is replayed from its history first. Parked runs (approvals, timers) beyond this
+    # number cost no worker memory. 0 turns the cache off (every task replays).
+    max_cached_workflows: int = Field(default=1000, ge=0)
+
     # --- budgets (docs/models-and-tools.md#budgets)
     # what a run does on reaching limits.max_tokens / max_cost_usd when its definition
     # does not say (`limits.on_budget`): fail with BUDGET_EXCEEDED, or wait for an approver

@@ -113,6 +113,7 @@ def build_worker(
         interceptors=[RunMetricsInterceptor(), AttemptInterceptor()],
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,  # worker memory (docs/deploy.md)
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
         # heartbeats (and so cancellations: a steer, a cancelled run) reach activities
         # within about a second, not 80% of their heartbeat timeout

@@ -29,7 +29,9 @@ def create_engine(url: str, settings: Settings | None = None) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         private_sqlite(url)
-        return create_async_engine(url, pool_pre_ping=True)
+        # no pre-ping: a file has no server connection to lose, and the ping is a
+        # thread round trip on every checkout (bench: a run start opens several)
+        return create_async_engine(url)
     s = settings or Settings(_env_file=None)  # type: ignore[call-arg]
     return create_async_engine(
         url,

@@ -176,8 +176,12 @@ class DefinitionStore:
                 raise NotFound(f"definition '{definition_id}' not found")
             row.deleted_at = datetime.now(UTC)
 
-    async def bundle(self, definition_id: str, version: int | None = None) -> DefinitionBundle:
-        root = await self.get(definition_id, version)
+    async def bundle(
+        self, definition_id: str, version: int | None = None, root: StoredVersion | None = None
+    ) -> DefinitionBundle:
+        """The definition pinned with every sub-task it references; `root` is its stored
+        version when the caller has read it already (one read less per run start)."""
+        root = root or await self.get(definition_id, version)
         others: dict[str, BundledDefinition] = {}
         todo = _references(root.definition.steps)
         while todo:
