@@ -178,6 +178,7 @@ MATRIX: list[tuple[str, str, Req, dict[str, int]]] = [
     ("GET", "/v1/runs/{run_id}/comments", RUN, s_(404, 200, 404, 200, 200)),
     ("GET", "/v1/ratings", NONE, ALL_READ),
     ("GET", "/v1/handoffs", NONE, ALL_READ),
+    ("GET", "/v1/mentions", NONE, ALL_READ),
     ("GET", "/v1/audit", NONE, ALL_READ),
     ("GET", "/v1/approvals", NONE, ALL_READ),
     ("GET", "/v1/schedules", NONE, ALL_READ),
