@@ -16,16 +16,21 @@
     var base = list.getAttribute("data-events");
     var tokens = document.getElementById("tokens");
     var mode = document.getElementById("events-mode");
-    var last = -1, failures = 0, done = false, source = null, polling = false;
+    var last = -1, lastRelay = 0, failures = 0, done = false, source = null, polling = false;
 
-    function show(ev) {
+    // Token text is live-only: it carries the offset of the durable event before it and
+    // its own relay id in the SSE id (`12.345`), so it is deduplicated by that id.
+    function showLive(ev, id) {
+      var relay = parseInt(String(id || "").split(".")[1] || "0", 10);
+      if (relay && relay <= lastRelay) return;
+      if (relay) lastRelay = relay;
+      if (ev.type === "llm.delta" && tokens) tokens.textContent += (ev.data && ev.data.text) || "";
+    }
+
+    function show(ev, id) {
+      if (ev.type === "llm.delta" || ev.type === "llm.retry") { showLive(ev, id); return; }
       if (ev.offset <= last) return;
       last = ev.offset;
-      if (ev.type === "llm.delta") {
-        if (tokens) tokens.textContent += (ev.data && ev.data.text) || "";
-        list.setAttribute("data-last", String(last));
-        return;
-      }
       var li = el("li", "ev ev-" + ev.type.replace(/[^a-z0-9]/gi, "-"));
       li.setAttribute("data-offset", String(ev.offset));
       var t = new Date(ev.time);
@@ -55,7 +60,7 @@
       source.onmessage = function () {};
       var handler = function (m) {
         failures = 0;
-        try { show(JSON.parse(m.data)); } catch (e) { /* keep-alives and errors */ }
+        try { show(JSON.parse(m.data), m.lastEventId); } catch (e) { /* keep-alives and errors */ }
       };
       source.addEventListener("error", function (m) {
         if (m && m.data) {
@@ -90,7 +95,7 @@
           .then(function (r) { return r.ok ? r.json() : null; })
           .then(function (page) {
             if (page) {
-              page.events.forEach(show);
+              page.events.forEach(function (ev) { show(ev); });
               if (page.done) { finish(); return; }
             }
             setTimeout(tick, page && page.more ? 0 : 1500);
