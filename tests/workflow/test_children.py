@@ -396,16 +396,19 @@ async def test_cancel_cascades_two_levels(ts_client: Client, task_queue: str) ->
         assert s.error is not None and s.error.message == "no longer needed"
 
 
-async def test_timed_out_parent_cancels_its_child(ts_client: Client, task_queue: str) -> None:
+async def test_timed_out_parent_cancels_its_child(dev_client: Client, task_queue: str) -> None:
+    # On the dev server in real time with a short limit: on the time-skipping server this
+    # waits for time to skip an hour, which stalls whenever an earlier test left an
+    # activity running on that shared server.
     timed = definition(
         [{"id": "child", "action": "sub_task", "task": "slow"}],
         id="timed",
-        limits={"timeout": "1h"},
+        limits={"timeout": "4s"},
     )
-    async with make_worker(ts_client, task_queue):
-        handle = await start(ts_client, task_queue, run_input(timed, others=[slow()]))
-        state = await failed_state(handle)  # time skips to the run's 1h limit
-        desc = await ts_client.get_workflow_handle(f"{handle.id}/child").describe()
+    async with make_worker(dev_client, task_queue):
+        handle = await start(dev_client, task_queue, run_input(timed, others=[slow()]))
+        state = await failed_state(handle)  # the run's 4s limit, while the child waits 30d
+        desc = await dev_client.get_workflow_handle(f"{handle.id}/child").describe()
     assert state.error is not None and state.error.code == "TIMEOUT"
     assert state.children[0].status == "cancelled"
     assert desc.status == WorkflowExecutionStatus.CANCELED
