@@ -84,11 +84,15 @@ class ApprovalPage(BaseModel):
 
 
 DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    403: {"description": "lacks tasks:approve, or the run says: not an approver of this step"},
-    404: {"description": "no such run"},
-    409: {"description": "no approval waiting, or this approver already decided"},
-    422: {"description": "the body is invalid"},
-    503: {"description": "Temporal or every worker is unavailable, or no approval key is set"},
+    code: {**body, "description": text}
+    for code, text in {
+        403: "lacks tasks:approve, or the run says: not an approver of this step",
+        404: "no such run",
+        409: "no approval waiting, or this approver already decided",
+        422: "the body is invalid",
+        503: "Temporal or every worker is unavailable, or no approval key is set",
+    }.items()
+    for body in [responses(code)[code]]
 }
 
 
