@@ -36,8 +36,11 @@ def _binary(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server per test module: time stops skipping while any activity
+    of a closed workflow still runs, so a test that leaves one behind would stall every
+    later test that needs time to skip; a module's own server contains that."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=_binary("temporal-test-server"),
