@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
@@ -110,6 +112,10 @@ def temporal_setup(
         f"namespace {settings.namespace}: retention {retention_hours}h, "
         f"search attributes added: {', '.join(added) or 'none (all present)'}"
     )
+    # The Temporal SDK's native runtime can abort the interpreter while it finalizes
+    # (PyGILState_Release) after a short-lived client: the work is done, so leave now.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 @app.command()
