@@ -31,6 +31,8 @@ SA_APPROVERS = SearchAttributeKey.for_keyword_list("DurataskApprovers")
 SA_TOKENS = SearchAttributeKey.for_int("DurataskTokens")
 SA_COST = SearchAttributeKey.for_float("DurataskCostUsd")
 SA_DURATION_MS = SearchAttributeKey.for_int("DurataskDurationMs")
+# True when the run's tokens/cost include estimates (a model server sent no usage)
+SA_USAGE_ESTIMATED = SearchAttributeKey.for_bool("DurataskUsageEstimated")
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_DEFINITION,
@@ -45,6 +47,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_COST,
     SA_DURATION_MS,
     SA_TEAM,
+    SA_USAGE_ESTIMATED,
 ]
 
 # Error codes (RunError.code / ApplicationError.type)

@@ -472,7 +472,33 @@ async def record_daily_budget() -> None:
             await env.shutdown()
 
 
+async def record_usage_estimated() -> None:
+    """A model server that reports no usage (a llama.cpp stream, replayed): the run's
+    usage is estimated, and its end sets `DurataskUsageEstimated` behind a patch."""
+    from duratask.settings import ModelEndpoint
+    from tests.fakes.openai_server import serve_fake_llm
+
+    env = await _env()
+    try:
+        async with serve_fake_llm() as fake:
+            endpoint = ModelEndpoint(kind="openai", base_url=f"{fake.url}/v1")
+            settings = Settings(_env_file=None, model_endpoints={"local": endpoint},  # type: ignore[call-arg]
+                                default_endpoint="local")  # fmt: skip
+            defn = definition([{"id": "ask", "action": "llm_call", "prompt": "hi",
+                                "model": {"endpoint": "local", "name": "replay-llamacpp_text"}}],
+                              id="usage-estimated")  # fmt: skip
+            async with make_worker(env.client, "record-usage", settings=settings):
+                handle = await start(env.client, "record-usage", run_input(defn),
+                                     id="run-usage_estimated")  # fmt: skip
+                state = await handle.result()
+            assert state.usage.estimated, state.usage
+        _save("usage_estimated", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 DRIVEN = {
+    "usage_estimated": record_usage_estimated,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
     "rerun_reused": record_rerun_reused,
