@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 from workflows import contracts
 from workflows.events import EventType
@@ -143,7 +144,7 @@ class RunTracker:
             self.state.progress.estimated_time_remaining_ms = 0
         self.state.progress.current_step = None
         usage = self.state.usage
-        figures = [
+        figures: list[SearchAttributeUpdate[Any]] = [
             contracts.SA_TOKENS.value_set(usage.total_tokens),
             contracts.SA_COST.value_set(usage.cost_usd),
             contracts.SA_DURATION_MS.value_set(self.state.duration_ms or 0),
