@@ -25,9 +25,9 @@ from activities.llm.activity import LlmActivities
 from activities.notify import NotifyActivities
 from activities.tools.registry import build_registry
 from duratask.settings import Settings
-from tests.helpers import definition, make_worker, run_input, start
+from tests.helpers import APPROVAL_KEY, definition, make_worker, run_input, start
 from tests.workflow.test_approvals import decide
-from workflows import contracts
+from workflows import contracts, proofs
 from workflows.definition import ToolPolicy
 from workflows.models import RunState, ToolRequest, ToolResult
 from workflows.run_workflow import TaskRunWorkflow
@@ -198,6 +198,8 @@ async def test_failing_when_fails_the_step(ts_client: Client, task_queue: str) -
 
 
 async def test_saved_tool_approval_history_replays() -> None:
+    """Recorded by `python -m tests.histories.record tool_policy_approved`."""
+    proofs.install_keys([APPROVAL_KEY])
     history = WorkflowHistory.from_json("run-tool_policy_approved", HISTORY.read_text())
     replayer = Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
