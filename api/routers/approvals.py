@@ -62,8 +62,23 @@ class DecisionAccepted(BaseModel):
     done: bool
 
 
+class HeldToolCall(BaseModel):
+    """A tool call a policy holds for approval (docs/approvals.md#tool-policies)."""
+
+    name: str
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="the call's arguments, secrets masked"
+    )
+    call_id: str | None = None
+    policy: str | None = Field(default=None, description="the rule that holds it")
+
+
 class PendingApproval(BaseModel):
     run_id: str
+    kind: Literal["step", "tool_call"] = Field(
+        default="step", description="an approval step, or a tool call held by a policy"
+    )
+    tool: HeldToolCall | None = None
     definition_id: str | None = None
     owner: str | None = None
     step_id: str | None = None
@@ -183,6 +198,8 @@ async def _item(runs: RunService, w: WorkflowExecution) -> PendingApproval:
         run_id=w.id,
         definition_id=sa.get(contracts.SA_DEFINITION),
         owner=sa.get(contracts.SA_OWNER),
+        kind="tool_call" if memo.get("tool") else "step",
+        tool=memo.get("tool"),
         step_id=memo.get("step_id"),
         prompt=memo.get("prompt"),
         approvers=memo.get("approvers") or list(sa.get(contracts.SA_APPROVERS) or []),
