@@ -85,11 +85,16 @@ def first_match(
     return None
 
 
+def _secret_key(key: str) -> bool:
+    name = key.lower().replace("-", "_")
+    return any(m in name for m in SECRET_MARKERS)
+
+
 def redact(value: Any) -> Any:
     """`value` with secret-looking keys and token-shaped strings masked (pure)."""
     if isinstance(value, dict):
         return {
-            k: MASK if any(m in str(k).lower() for m in SECRET_MARKERS) else redact(v)
+            k: MASK if _secret_key(str(k)) else redact(v)
             for k, v in value.items()
         }
     if isinstance(value, list):
