@@ -23,6 +23,10 @@ MASK = "***"
 # argument keys whose values are never shown (as in the logs: duratask/logging.py)
 SECRET_MARKERS = ("api_key", "apikey", "authorization", "token", "secret", "password", "cookie")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# a URL's query parameter whose name looks secret: `?api_key=...`, `&token=...`
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&][^=&#\s]*(?:key|token|secret|password|passwd|auth|signature|sig)[^=&#\s]*=)[^&#\s]*"
+)
 _KEYLIKE = re.compile(r"\b(sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{12,}")
 
 
@@ -93,14 +97,12 @@ def _secret_key(key: str) -> bool:
 def redact(value: Any) -> Any:
     """`value` with secret-looking keys and token-shaped strings masked (pure)."""
     if isinstance(value, dict):
-        return {
-            k: MASK if _secret_key(str(k)) else redact(v)
-            for k, v in value.items()
-        }
+        return {k: MASK if _secret_key(str(k)) else redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, str):
-        return _KEYLIKE.sub(MASK, _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", value))
+        value = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", value)
+        return _KEYLIKE.sub(MASK, _QUERY_SECRET.sub(rf"\1{MASK}", value))
     return value
 
 
@@ -118,5 +120,5 @@ def describe_call(tool: str, args: dict[str, Any]) -> str:
     if tool == "http_request":
         method = str(args.get("method") or "GET").upper()
         return f"http_request {method} {redact(str(args.get('url', '')))[:1000]}"
-    text = json.dumps(args, sort_keys=True, default=str)
-    return f"{tool} {redact(text)[:200]}"
+    text = json.dumps(redact(args), sort_keys=True, default=str)
+    return f"{tool} {text[:200]}"

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
@@ -488,7 +489,7 @@ async def record_tool_policy_approved() -> None:
             tool_policies=[{"tool": "lookup", "when": "args.q == 'close'", "action": "approve",
                             "approvers": ["lead@example.com"], "timeout": "1h"}],
         )  # fmt: skip
-        settings = Settings(_env_file=None, approval_key=APPROVAL_KEY)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, approval_key=SecretStr(APPROVAL_KEY))  # type: ignore[call-arg]
         acts = [LlmActivities(settings, build_registry(settings)).complete,
                 NotifyActivities(settings).notify, lookup]  # fmt: skip
         async with make_worker(env.client, "record-toolpol", settings=settings, activities=acts):

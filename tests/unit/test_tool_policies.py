@@ -71,6 +71,11 @@ def test_arguments_shown_to_approvers_are_masked_and_bounded() -> None:
     assert describe_call("http_request", {"method": "post", "url": "https://a/b"}) == (
         "http_request POST https://a/b"
     )
+    assert describe_call("record", {"note": "n", "api_token": "tok-1"}) == (
+        'record {"api_token": "***", "note": "n"}'
+    )
+    url = "https://a/b?q=1&api_key=abc123&sig=zz#top"
+    assert redact(url) == "https://a/b?q=1&api_key=***&sig=***#top"
 
 
 def test_policies_are_validated_on_save_naming_the_field() -> None:
