@@ -282,8 +282,11 @@ class Approvals:
     ) -> dict[str, Any]:
         """Hold a tool call of `step` until `rule.approvers` decide; the outcome (never
         raises for a refusal: the model is told, and the step goes on)."""
-        # one pending approval at a time: calls of one turn that all need approval queue
-        await workflow.wait_condition(lambda: self.pending is None)
+        # one pending approval at a time: calls of one turn that all need approval queue.
+        # Re-checked after each wake-up: several waiters can wake in the same pass, and
+        # the first to run takes the slot (it sets `pending` before its next await).
+        while self.pending is not None:
+            await workflow.wait_condition(lambda: self.pending is None)
         gate = ApprovalStep(
             id=step.id, label=step.label, approvers=rule.approvers,
             min_approvals=rule.min_approvals, timeout=rule.timeout,

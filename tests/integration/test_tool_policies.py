@@ -155,6 +155,11 @@ async def test_outside_post_is_held_for_two_approvers_and_runs_once(
         assert item["tool"]["policy"] == "definition.tool_policies[0]"
         assert SECRET not in json.dumps(item) and "sk-live" not in json.dumps(item)
         assert hits == Counter()  # parked: nothing sent yet
+        code, out = await cli(s, "k-lead", "approvals", cwd=tmp_path)
+        assert code == 0 and run_id in out and "http_request" in out, out
+        code, out = await cli(s, "k-lead", "run", "show", run_id, cwd=tmp_path)
+        assert code == 0 and "/orders" in out and '"***"' in out, out
+        assert "sk-live" not in out
 
         # a raw signal naming an approver, without the gateway's proof: not counted
         await temporal_signal(dev_env, run_id, {"decision": "approve", "approver": LEAD})

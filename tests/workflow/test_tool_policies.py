@@ -197,6 +197,40 @@ async def test_failing_when_fails_the_step(ts_client: Client, task_queue: str) -
     assert CALLS == []
 
 
+async def test_held_calls_of_one_reply_are_decided_one_after_another(
+    ts_client: Client, task_queue: str
+) -> None:
+    CALLS.clear()
+    script = [
+        {"tool_calls": [{"id": "a", "name": "transfer", "arguments": {"amount": 2000, "to": "x"}},
+                        {"id": "b", "name": "transfer", "arguments": {"amount": 3000, "to": "y"}}]},
+        {"text": "finished"},
+    ]  # fmt: skip
+    defn = definition(
+        [{"id": "pay", "action": "llm_call", "prompt": "Pay both.",
+          "model": {"provider": "scripted", "name": "script", "script": script}}],
+        id="pay-two", tools=["transfer"], tool_policies=[APPROVE_BIG],
+    )  # fmt: skip
+    async with worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(defn))
+        first = (await parked(handle)).pending_approvals
+        assert len(first) == 1
+        await decide(handle, "approve", LEAD)
+        for _ in range(100):  # the second call parks once the first is decided
+            state: RunState = await handle.query(TaskRunWorkflow.state)
+            waiting = state.pending_approvals
+            if waiting and waiting[0]["tool"]["call_id"] != first[0]["tool"]["call_id"]:
+                break
+            await asyncio.sleep(0.1)
+        assert waiting, "the second held call never parked"
+        assert waiting[0]["tool"]["arguments"]["amount"] != first[0]["tool"]["arguments"]["amount"]
+        await decide(handle, "reject", "bob")
+        final: RunState = await handle.result()
+    assert len(CALLS) == 1  # the approved one ran, the rejected one did not
+    results = [m.content or "" for m in final.steps[0].conversation if m.role == "tool"]
+    assert len(results) == 2 and sum("rejected by bob" in r for r in results) == 1
+
+
 async def test_saved_tool_approval_history_replays() -> None:
     """Recorded by `python -m tests.histories.record tool_policy_approved`."""
     proofs.install_keys([APPROVAL_KEY])
