@@ -113,7 +113,8 @@ DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/runs/{run_id}/approvals", responses=DECIDE_RESPONSES)
 async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) -> DecisionAccepted:
-    """Approve or reject the approval step a run waits at, as the caller.
+    """Approve or reject the approval step a run waits at (or the tool call a tool
+    policy holds there), as the caller.
 
     404 unless it is a duratask run the caller may see (owner, team, admin, or an
     approver of the step it waits at). The decision is then signed for the caller and
