@@ -244,3 +244,25 @@ async def test_policy_expressions_are_checked_on_save(
         r = await s.http.put("/v1/definitions/bad-agent", json=no_approvers, headers=auth("k-wes"))
         assert r.status_code == 422, r.text
         assert "approvers" in r.text
+
+
+async def test_weakening_a_policy_needs_its_approvers_or_admin(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    keys = [*KEYS, {"key": "k-root", "identity": "root",
+                    "scopes": ["tasks:read", "tasks:write", "tasks:admin"]}]  # fmt: skip
+    async with run_stack(dev_env, task_queue, tmp_path, api_keys=keys) as s:
+        held = agent_def("guarded", "https://example.com/x", [HOLD_OUTSIDE_POSTS])
+        await put(s, held)
+        lax = agent_def("guarded", "https://example.com/x", [])
+        r = await s.http.put("/v1/definitions/guarded", json=lax, headers=auth("k-wes"))
+        assert r.status_code == 403, r.text
+        assert [p["field"] for p in r.json()["problems"]] == ["tool_policies[0]"]
+        stricter = agent_def("guarded", "https://example.com/x",
+                             [HOLD_OUTSIDE_POSTS, {"tool": "*", "action": "deny"}])  # fmt: skip
+        r = await s.http.put("/v1/definitions/guarded", json=stricter, headers=auth("k-wes"))
+        assert r.status_code == 201, r.text  # rules added after the stored ones
+        r = await s.http.put("/v1/definitions/guarded", json=lax, headers=auth("k-wes"))
+        assert r.status_code == 403, r.text  # the stored deny rule has no approvers
+        r = await s.http.put("/v1/definitions/guarded", json=lax, headers=auth("k-root"))
+        assert r.status_code == 201, r.text  # tasks:admin may
