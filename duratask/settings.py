@@ -10,8 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.definition import ToolPolicy
+from workflows.tool_rules import problems as policy_problems
 
 STATE_DIR = Path(".duratask")
 
@@ -352,6 +355,20 @@ class Settings(BaseSettings):
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    # --- tool policies (docs/approvals.md#tool-policies): organisation-wide rules over
+    # the agents' tool calls, tried before each definition's own; JSON in the environment
+    # (DURATASK_TOOL_POLICIES='[{"tool": "http_request", "action": "deny", ...}]').
+    # Pinned in each run's config when it starts.
+    tool_policies: list[ToolPolicy] = Field(default_factory=list)
+
+    @field_validator("tool_policies")
+    @classmethod
+    def _valid_policies(cls, rules: list[ToolPolicy]) -> list[ToolPolicy]:
+        found = policy_problems(rules, "tool_policies")
+        if found:
+            raise ValueError("; ".join(f"{field}: {message}" for field, message in found))
+        return rules
 
 
 @lru_cache

@@ -67,6 +67,7 @@ E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 E_WORKER_SHUTDOWN = "WorkerShutdown"
 HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
 E_WORKER_LOST = "WORKER_LOST"
+E_TOOL_POLICY = "TOOL_POLICY_ERROR"  # a tool policy's `when` failed (docs/approvals.md)
 E_BUDGET = "BUDGET_EXCEEDED"  # a token or cost limit reached (docs/models-and-tools.md#budgets)
 
 # Why a `decide` update was refused (ApplicationError.type): the gateway maps them

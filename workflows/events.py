@@ -45,6 +45,8 @@ class EventType(StrEnum):
     STEP_INTERRUPTED = "step.interrupted"
     TOOL_REQUESTED = "run.tool_requested"
     TOOL_COMPLETED = "run.tool_completed"
+    TOOL_APPROVAL_REQUESTED = "run.tool_approval_requested"
+    TOOL_APPROVAL_DECIDED = "run.tool_approval_decided"
     LLM_DELTA = "llm.delta"
     LLM_RETRY = "llm.retry"
     LLM_STEERED = "llm.steered"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from workflows.definition import ModelSpec, TaskDefinition
+from workflows.definition import ModelSpec, TaskDefinition, ToolPolicy
 from workflows.mcp_tools import McpToolSpec
 
 
@@ -149,6 +149,9 @@ class RunConfig(_Model):
     # definition id ("*": each definition); set, every model call is recorded in the store
     daily_per_owner: DailyLimits | None = None
     daily_per_definition: dict[str, DailyLimits] = Field(default_factory=dict)
+    # organisation-wide tool policies (settings `tool_policies`), tried before the
+    # definition's own (docs/approvals.md#tool-policies)
+    tool_policies: list[ToolPolicy] = Field(default_factory=list)
 
 
 class AgentCarry(_Model):

@@ -16,9 +16,11 @@ import shutil
 import sys
 import tempfile
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
@@ -32,11 +34,12 @@ from duratask.logging import get_logger
 from duratask.settings import Settings
 from duratask.store.db import create_engine, migrate
 from duratask.store.definitions import DefinitionStore
-from tests.helpers import definition, make_worker, run_input, start
+from tests.helpers import APPROVAL_KEY, definition, make_worker, run_input, start
 from worker.client import ensure_search_attributes
-from workflows import contracts
+from workflows import contracts, proofs
 from workflows.mcp_tools import spec
 from workflows.models import (
+    ApprovalDecision,
     BudgetRaise,
     DailyLimits,
     InputSubmission,
@@ -497,8 +500,42 @@ async def record_usage_estimated() -> None:
         await env.shutdown()
 
 
+async def record_tool_policy_approved() -> None:
+    """A tool call a policy holds for approval: parked, approved (a signed decision),
+    then run once (docs/approvals.md#tool-policies)."""
+    env = await _env()
+    try:
+        script = [{"tool_calls": [{"id": "c1", "name": "lookup", "arguments": {"q": "close"}}]},
+                  {"text": "closed"}]  # fmt: skip
+        defn = definition(
+            [{"id": "agent", "action": "llm_call", "prompt": "Close it.",
+              "model": {"provider": "scripted", "name": "script", "script": script}}],
+            id="tool-policy-approved", tools=["lookup"],
+            tool_policies=[{"tool": "lookup", "when": "args.q == 'close'", "action": "approve",
+                            "approvers": ["lead@example.com"], "timeout": "1h"}],
+        )  # fmt: skip
+        settings = Settings(_env_file=None, approval_key=SecretStr(APPROVAL_KEY))  # type: ignore[call-arg]
+        acts = [LlmActivities(settings, build_registry(settings)).complete,
+                NotifyActivities(settings).notify, lookup]  # fmt: skip
+        async with make_worker(env.client, "record-toolpol", settings=settings, activities=acts):
+            handle = await start(env.client, "record-toolpol", run_input(defn),
+                                 id="run-tool_policy_approved")  # fmt: skip
+            await _status(handle, "awaiting_approval")
+            state = await handle.query(TaskRunWorkflow.state)
+            asked = datetime.fromisoformat(state.pending_approvals[0]["requested_at"])
+            plain = ApprovalDecision(decision="approve", approver="lead@example.com")
+            signed = proofs.sign(APPROVAL_KEY.encode(), handle.id, plain, step_id="agent",
+                                 nonce=uuid.uuid4().hex, issued_at=asked)  # fmt: skip
+            await handle.execute_update(TaskRunWorkflow.decide, signed)
+            await handle.result()
+        _save("tool_policy_approved", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 DRIVEN = {
     "usage_estimated": record_usage_estimated,
+    "tool_policy_approved": record_tool_policy_approved,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
     "rerun_reused": record_rerun_reused,
