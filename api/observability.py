@@ -165,4 +165,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # outermost, so the request's span is current in the observer and every handler
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz,/readyz")
+        # a delivered link's URL is its credential: never a span attribute
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="/metrics,/healthz,/readyz,/v1/links/"
+        )

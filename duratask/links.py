@@ -35,7 +35,8 @@ _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 class LinkError(Exception):
-    """A link that cannot be used: `status` is the HTTP answer (403 forged, 410 gone)."""
+    """A link that cannot be used: `status` is the HTTP answer (403 forged, 410 gone, 404
+    links off)."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -136,7 +137,10 @@ def read(settings: Settings, token: str, now: datetime | None = None) -> Link:
     try:
         ser = _serializer(settings)
     except LookupError:
-        raise LinkError(503, "links are not available: the gateway has no link key") from None
+        # off, like the codec server without encryption keys: nothing here to find
+        raise LinkError(
+            404, "links are off on this gateway (no DURATASK_DELIVERY_LINK_KEY)"
+        ) from None
     if len(token) > MAX_TOKEN_CHARS:
         raise LinkError(403, "this link is not valid (it is longer than any link duratask makes)")
     try:

@@ -36,12 +36,12 @@ log = get_logger(__name__)
 
 ERRORS = {
     403: "the link is not valid (changed, forged), or it belongs to someone else",
-    404: "the run is not visible to the link's recipient",
+    404: "links are off on this gateway (no link key)",
     409: "the request no longer waits (decided, timed out, the run ended), or the run "
     "refused the decision",
     410: "the link has expired or was already used",
     422: "the decision or value is invalid (`problems` names each field)",
-    503: "Temporal or every worker is unavailable, or the gateway has no link key",
+    503: "Temporal or every worker is unavailable",
 }
 router = APIRouter(
     tags=["approvals"],

@@ -18,6 +18,7 @@ from email.message import Message
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from itsdangerous.encoding import base64_decode, base64_encode
 from pydantic import SecretStr
@@ -138,7 +139,7 @@ def tamper(token: str) -> str:
 
 
 async def test_an_approval_is_delivered_and_decided_through_its_links(
-    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with delivering(
         dev_env, task_queue, tmp_path, delivery_groups={"leads": ["lee@example.com"]}
@@ -224,6 +225,13 @@ async def test_an_approval_is_delivered_and_decided_through_its_links(
                              "review", "approval", link.visit, link.expires_at)  # fmt: skip
         r = await s.http.get(f"/v1/links/{token_of(late)}")
         assert r.status_code == 409 and "no longer waits" in r.json()["detail"], r.text
+
+    # what the gateway and the worker logged: no link, no key
+    logged = "".join(capfd.readouterr())
+    assert "request e-mailed" in logged and "/v1/links/{token}" in logged
+    for token in [*by_hook.values(), token_of(again), token_of(late)]:
+        assert token not in logged and token[-20:] not in logged
+    assert LINK_KEY not in logged
 
 
 async def test_links_expire_and_are_bound_to_their_request(
