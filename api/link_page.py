@@ -2,9 +2,10 @@
 
 One small self-contained HTML page (no script, no external assets, no cookies): the
 request (run, step, prompt; the approvers and votes, or the input's fields) and a form
-that posts back to the same link. The page never decides by being fetched (mail
-scanners prefetch links); only the POST does, and the token in the URL the form posts
-to is the credential, so there is nothing a cross-site request could forge without it.
+that posts back to the same link (no `action`: the page's own URL, behind any proxy).
+The page never decides by being fetched (mail scanners prefetch links); only the POST
+does, and the token in the URL the form posts to is the credential, so there is
+nothing a cross-site request could forge without it.
 
 An `input` step's JSON Schema becomes one form field per top-level property of a simple
 type (string, number, integer, boolean, enum); anything else is a JSON text area. What
@@ -51,7 +52,7 @@ button{padding:.5rem 1.2rem;margin:1rem .5rem 0 0}
 step <code>{{ step_id }}</code>. This link is for <strong>{{ recipient }}</strong>, works
 once, and expires at {{ expires }}.</p>
 {% if prompt %}<pre>{{ prompt }}</pre>{% endif %}
-<form method="post" action="{{ action }}">
+<form method="post">
 {% if kind == "approval" %}
 <p class="meta">Approvers: {{ approvers }}. Approvals: {{ approvals }} of {{ min_approvals }}
 needed{% if deadline %}; decided by {{ deadline }} at the latest{% endif %}.</p>

@@ -219,7 +219,7 @@ async def show_link(
         return JSONResponse(info.model_dump(mode="json", by_alias=True), headers=link_page.HEADERS)
     title = "Approval requested" if link.kind == "approval" else "Input requested"
     page = link_page.render(
-        title=title, action=str(request.url.path), definition=info.definition_id,
+        title=title, definition=info.definition_id,
         approvers=", ".join(info.approvers), **info.model_dump(exclude={"approvers"}),
     )  # fmt: skip
     return _html(page)

@@ -155,7 +155,7 @@ def test_the_page_form_is_read_by_the_schema() -> None:
 
 def test_the_page_escapes_what_it_shows() -> None:
     page = link_page.render(
-        title="Approval requested", action="/v1/links/t", kind="approval", run_id="run-1",
+        title="Approval requested", kind="approval", run_id="run-1",
         definition="d", step_id="s", recipient="a", expires="soon",
         prompt="<script>alert(1)</script>", approvers="a", approvals=0, min_approvals=1,
     )  # fmt: skip
