@@ -15,6 +15,7 @@ the form posts is converted back by the schema's types; the run itself validates
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment
@@ -50,7 +51,7 @@ button{padding:.5rem 1.2rem;margin:1rem .5rem 0 0}
 {% else %}
 <p class="meta">Run <code>{{ run_id }}</code>{% if definition %} ({{ definition }}){% endif %},
 step <code>{{ step_id }}</code>. This link is for <strong>{{ recipient }}</strong>, works
-once, and expires at {{ expires }}.</p>
+once, and expires at {{ expires_at }}.</p>
 {% if prompt %}<pre>{{ prompt }}</pre>{% endif %}
 <form method="post">
 {% if kind == "approval" %}
@@ -163,6 +164,17 @@ def _typed(text: str, spec: dict[str, Any]) -> Any:
             raise ValueError(text)
         return text == "true"
     return text
+
+
+def when(iso: str | None) -> str | None:
+    """An ISO time as people read it, in UTC: `2026-11-30 07:48 UTC`."""
+    if not iso:
+        return None
+    try:
+        t = datetime.fromisoformat(iso).astimezone(UTC)
+    except ValueError:
+        return iso
+    return t.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def render(**ctx: Any) -> str:

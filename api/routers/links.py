@@ -219,8 +219,9 @@ async def show_link(
         return JSONResponse(info.model_dump(mode="json", by_alias=True), headers=link_page.HEADERS)
     title = "Approval requested" if link.kind == "approval" else "Input requested"
     page = link_page.render(
-        title=title, definition=info.definition_id,
-        approvers=", ".join(info.approvers), **info.model_dump(exclude={"approvers"}),
+        title=title, definition=info.definition_id, approvers=", ".join(info.approvers),
+        **info.model_dump(exclude={"approvers", "expires_at", "deadline"}),
+        expires_at=link_page.when(info.expires_at), deadline=link_page.when(info.deadline),
     )  # fmt: skip
     return _html(page)
 

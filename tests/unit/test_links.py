@@ -156,10 +156,11 @@ def test_the_page_form_is_read_by_the_schema() -> None:
 def test_the_page_escapes_what_it_shows() -> None:
     page = link_page.render(
         title="Approval requested", kind="approval", run_id="run-1",
-        definition="d", step_id="s", recipient="a", expires="soon",
+        definition="d", step_id="s", recipient="a", expires_at="soon",
         prompt="<script>alert(1)</script>", approvers="a", approvals=0, min_approvals=1,
     )  # fmt: skip
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "expires at soon." in page
+    assert link_page.when("2026-11-30T08:48:52.1+01:00") == "2026-11-30 07:48 UTC"
 
 
 @pytest.fixture
