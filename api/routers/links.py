@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from api import link_page
 from api.auth import Authenticator, Principal
@@ -124,7 +125,7 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _open(request: Request, token: str, authorization: str | None) -> links.Link:
+async def _open(request: Request, token: str, authorization: str | None) -> links.Link:
     """The link, if genuine and unexpired, used by its recipient (or an anonymous holder)."""
     try:
         link = links.read(_settings(request), token)
@@ -132,7 +133,10 @@ def _open(request: Request, token: str, authorization: str | None) -> links.Link
         raise ApiError(e.status, e.detail) from None
     auth: Authenticator = request.app.state.auth
     if authorization and not auth.open:
-        caller = auth.authenticate(authorization)
+        if auth.settings.jwt_jwks_url:  # may fetch the key set: off the event loop
+            caller = await run_in_threadpool(auth.authenticate, authorization)
+        else:
+            caller = auth.authenticate(authorization)
         if normalise(caller.identity) != normalise(link.recipient):
             raise ApiError(
                 403, f"this link was sent to someone else: '{caller.identity}' cannot use it"
@@ -198,7 +202,7 @@ async def show_link(
     """The decision page of a delivered link: the request and a form to decide (HTML; JSON
     with `Accept: application/json`). Fetching it never decides. No bearer token needed:
     the link is the credential; a caller who sends one must be the link's recipient."""
-    link = _open(request, token, authorization)
+    link = await _open(request, token, authorization)
     await _used(request, link)
     state, pending = await _waiting(request, link, _as(link, "tasks:read", "tasks:approve"))
     info = LinkRequest(
@@ -238,7 +242,7 @@ async def use_link(
     """Decide through a delivered link, as its recipient: `decision` (and `comment`) for
     an approval, the value for an input step (form fields or `value`). The link works
     once: a second use is 410."""
-    link = _open(request, token, authorization)
+    link = await _open(request, token, authorization)
     used = await _used(request, link)
     action, form = await _read_body(request)
     who = _as(link, "tasks:read", "tasks:approve" if link.kind == "approval" else "tasks:write")
