@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
+from temporalio.exceptions import ApplicationError
 
 from activities import delivery
 from api import link_page
@@ -184,3 +185,18 @@ async def test_a_link_is_claimed_once_even_when_raced(used: UsedLinks) -> None:
     # expired claims are forgotten (such links are refused as expired anyway)
     assert await used.prune(datetime.now(UTC) + timedelta(hours=2)) == 1
     assert await used.count() == 0
+
+
+async def test_the_smtp_password_is_never_sent_unencrypted() -> None:
+    req = NotifyRequest(
+        run_id="run-1", step_id="review", message="m", idempotency_key="k",
+        delivery=Delivery(kind="approval", visit=NOW.isoformat(), recipients=["a@example.com"]),
+    )  # fmt: skip
+    s = settings(smtp_host="smtp.example.com", smtp_starttls=False, smtp_username="u",
+                 smtp_password=SecretStr("hunter2"))  # fmt: skip
+    with pytest.raises(ApplicationError) as e:
+        await delivery.send_mail(s, req, delivery.address(s, req))
+    assert e.value.non_retryable and "unencrypted" in e.value.message
+    assert "hunter2" not in str(e.value)
+    # nobody to mail, or no server: nothing is sent and nothing fails
+    assert await delivery.send_mail(settings(), req, delivery.address(s, req)) == 0
