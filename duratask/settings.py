@@ -370,6 +370,22 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(f"{field}: {message}" for field, message in found))
         return rules
 
+    # Delivery of approval and input requests (docs/approvals.md#delivery): the notify
+    # webhook and e-mail, each recipient with a signed, single-use link to a decision page
+    # at `public_url`. The link key signs on workers and verifies on gateways (set both);
+    # without it requests are still delivered, without links.
+    delivery_link_key: SecretStr | None = None
+    delivery_link_ttl: str = "24h"  # never beyond the request's own deadline
+    delivery_groups: dict[str, list[str]] = Field(default_factory=dict)  # group -> people
+    smtp_host: str | None = None  # e-mail is off without it
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = "duratask@localhost"
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = 10.0
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import contracts, proofs
 from workflows.definition import ApprovalStep, Step, ToolPolicy
@@ -39,6 +39,7 @@ from workflows.events import EventType
 from workflows.models import (
     ApprovalDecision,
     ApprovalOutcome,
+    Delivery,
     NotifyRequest,
     NotifyResult,
     RunStatus,
@@ -414,6 +415,14 @@ class Approvals:
             channel="approvals",
             data={"kind": f"approval_{kind.split('-')[0]}", **p.public()},
             idempotency_key=self.wf.idempotency_key(p.step.id, f"approval-{kind}"),
+            delivery=Delivery(
+                kind="approval",
+                visit=p.requested_at.isoformat(),
+                recipients=list(p.step.approvers),
+                skip=sorted(p.votes),
+                deadline=p.deadline,
+                prompt=p.prompt,
+            ),
         )
         try:
             await workflow.execute_activity(
@@ -426,8 +435,9 @@ class Approvals:
                 priority=self.wf.temporal_priority(),
             )
         except Exception as e:  # ActivityError; cancellation (BaseException) passes through
+            why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
             self.wf.tracker.emit(
-                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {e}"
+                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {why}"
             )
 
     # ------------------------------------------------------------ the outcome

@@ -68,6 +68,7 @@ class EventType(StrEnum):
     BUDGET_RAISED = "budget.raised"
     AWAITING_INPUT = "run.awaiting_input"
     INPUT_RECEIVED = "input.received"
+    INPUT_NOTIFY_FAILED = "input.notify_failed"
     STEP_REUSED = "step.reused"
     CHILD_STARTED = "child.started"
     CHILD_COMPLETED = "child.completed"

@@ -563,6 +563,21 @@ class McpListResult(_Model):
     tools: list[McpToolSpec] = Field(default_factory=list)
 
 
+class Delivery(_Model):
+    """A request people must act on (an approval or an `input` step): the notify activity
+    sends each recipient a signed link to its decision page (docs/approvals.md#delivery).
+
+    Only what names the request is here; the links are made in the activity, with a key
+    the workflow never sees, so no link ever enters history."""
+
+    kind: Literal["approval", "input"]
+    visit: str  # when the step started waiting (ISO): a link is good for this visit only
+    recipients: list[str] = Field(default_factory=list)  # identities and `group:<name>`
+    skip: list[str] = Field(default_factory=list)  # who already decided (lower-cased)
+    deadline: datetime | None = None  # no link outlives the request
+    prompt: str | None = None
+
+
 class NotifyRequest(_Model):
     run_id: str
     step_id: str | None = None
@@ -570,6 +585,7 @@ class NotifyRequest(_Model):
     channel: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
+    delivery: Delivery | None = None  # an approval or input request: links for its people
 
 
 class NotifyResult(_Model):

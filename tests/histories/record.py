@@ -434,6 +434,34 @@ async def record_input_step() -> None:
         await env.shutdown()
 
 
+async def record_input_delivered() -> None:
+    """An `input` step that sends its request to the owner and team (the notify activity,
+    patch `input-delivery`) before it waits, with a timeout; then a valid value."""
+    env = await _env()
+    try:
+        schema = {"type": "object", "properties": {"name": {"type": "string"}},
+                  "required": ["name"]}  # fmt: skip
+        defn = definition(
+            [{"id": "ask", "action": "input", "schema": schema, "prompt": "Name?",
+              "timeout": "1h"},
+             {"id": "use", "action": "llm_call", "prompt": "hi {{ steps.ask.output.name }}"}],
+            id="input-delivered",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-input-delivered", settings=SETTINGS):
+            handle = await start(env.client, "record-input-delivered",
+                                 run_input(defn, owner="wes", team="blue"),
+                                 id="run-input_delivered")  # fmt: skip
+            await _status(handle, "awaiting_input")
+            await handle.execute_update(
+                TaskRunWorkflow.submit_input,
+                InputSubmission(step_id="ask", value={"name": "Ada"}, by="wes"),
+            )
+            await handle.result()
+        _save("input_delivered", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 async def record_rerun_reused() -> None:
     """A re-run from `three`: `one` and `two` reused (no activity), the rest executed."""
     env = await _env()
@@ -538,6 +566,7 @@ DRIVEN = {
     "tool_policy_approved": record_tool_policy_approved,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
+    "input_delivered": record_input_delivered,
     "rerun_reused": record_rerun_reused,
     "daily_budget": record_daily_budget,
     "can_between_steps": record_continue_as_new_between_steps,
