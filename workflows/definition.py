@@ -226,8 +226,22 @@ class ApprovalStep(_Step):
     on_timeout: Literal["reject", "approve", "fail"] = "reject"
     on_reject: str | None = None
     reminder: Duration | None = None
+    # which earlier step's output an approver may replace when approving
+    # (docs/approvals.md#approving-with-an-edit): a step id; None: the step listed just
+    # before this one; false: no edits
+    edits: str | Literal[False] | None = None
 
     _r = field_validator("reminder")(_check_duration)
+
+    def edit_target(self, steps: list[Step]) -> str | None:
+        """The step whose output an approval of this step may replace; None: none may be."""
+        if self.edits is False:
+            return None
+        if isinstance(self.edits, str):
+            return self.edits
+        ids = [s.id for s in steps]
+        i = ids.index(self.id) if self.id in ids else 0
+        return ids[i - 1] if i > 0 else None
 
 
 class WaitStep(_Step):
