@@ -400,8 +400,13 @@ async def record_budget_raised() -> None:
                                  id="run-budget_raised")  # fmt: skip
             await _status(handle, "awaiting_approval")
             raise_ = BudgetRaise(max_tokens=1000, by="lead")
-            signed = proofs.sign_raise(APPROVAL_KEY.encode(), handle.id, raise_,
-                                       nonce=uuid.uuid4().hex, issued_at=await _clock(handle))
+            signed = proofs.sign_raise(
+                APPROVAL_KEY.encode(),
+                handle.id,
+                raise_,
+                nonce=uuid.uuid4().hex,
+                issued_at=await _clock(handle),
+            )
             await handle.execute_update(TaskRunWorkflow.raise_budget, signed)  # fmt: skip
             await handle.result()
         _save("budget_raised", await handle.fetch_history())
