@@ -228,7 +228,8 @@ class ApprovalStep(_Step):
     reminder: Duration | None = None
     # which earlier step's output an approver may replace when approving
     # (docs/approvals.md#approving-with-an-edit): a step id; None: the step listed just
-    # before this one; false: no edits
+    # before this one (conditional steps passed over; none after another approval);
+    # false: no edits
     edits: str | Literal[False] | None = None
 
     _r = field_validator("reminder")(_check_duration)
@@ -240,8 +241,10 @@ class ApprovalStep(_Step):
         if isinstance(self.edits, str):
             return self.edits
         ids = [s.id for s in steps]
-        i = ids.index(self.id) if self.id in ids else 0
-        return ids[i - 1] if i > 0 else None
+        for earlier in reversed(steps[: ids.index(self.id)] if self.id in ids else []):
+            if earlier.action != "conditional":  # routing: the step before it is meant
+                return None if earlier.action == "approval" else earlier.id
+        return None
 
 
 class WaitStep(_Step):
