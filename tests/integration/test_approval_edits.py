@@ -144,6 +144,8 @@ async def test_an_approval_with_an_edit_changes_what_the_next_step_sees(
         out = await cli("run", "approve", locked, "--edit-file", str(edit), "-m", "x")
         assert out.code != 0 and "allows no edits" in out.err + out.out
         run_id = await parked(s, "notes")
+        shown = await cli("run", "show", run_id)
+        assert shown.code == 0 and "approve with an edit of 'draft'" in shown.out, shown.out
         out = await cli("run", "approve", run_id, "--edit-file", str(edit), "-m", "from cli")
         assert out.code == 0, out.err
         assert "with your edit" in out.out
