@@ -88,14 +88,32 @@ def _encode(doc: dict[str, Any]) -> bytes:
     ).encode()
 
 
+MAX_OUTPUT_DEPTH = 64  # nesting of an edited output: deeper ones are refused, not recursed
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects, counted without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict | list):
+            deepest = max(deepest, d)
+            if d <= MAX_OUTPUT_DEPTH:
+                todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
 def encoded_output(output: Any) -> str:
-    """An edited output as canonical JSON (raises ValueError for NaN/Infinity or what JSON
-    cannot hold): what its digest covers and what its size is measured on."""
+    """An edited output as canonical JSON (raises ValueError for NaN/Infinity, nesting
+    deeper than MAX_OUTPUT_DEPTH or what JSON cannot hold): what its digest covers and
+    what its size is measured on."""
+    if _depth(output) > MAX_OUTPUT_DEPTH:
+        raise ValueError(f"the edited output nests deeper than {MAX_OUTPUT_DEPTH} levels")
     try:
         return json.dumps(
             output, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
         )
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise ValueError(f"the edited output is not plain JSON: {e}") from None
 
 

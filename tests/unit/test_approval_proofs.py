@@ -214,6 +214,11 @@ def test_edit_targets_and_their_checks() -> None:
     assert [p["field"] for p in edit_problems({"n": "x"}, d.step("ask"))] == ["output.n"]
     assert edit_problems({"n": "x"}, d.step("route")) == []  # no schema: any JSON
     assert "at most" in edit_problems("x" * 70_000, None)[0]["message"]
+    deep: object = "x"
+    for _ in range(5000):  # deeper than Python's recursion limit: refused, not a crash
+        deep = [deep]
+    assert "deeper than 64" in edit_problems(deep, None)[0]["message"]
+    assert edit_problems({"a": [[[1]]]}, None) == []
     bad = TaskDefinition.model_validate({"id": "d", "steps": [
         {"id": "route", "action": "conditional", "condition": "true", "then": "a"},
         {"id": "a", "action": "approval", "approvers": ["ann"], "edits": "route"},
