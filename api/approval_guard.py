@@ -13,7 +13,9 @@ branch steps included): the step is removed or is no longer an approval; its
 approvers change (an added approver weakens as much as a removed one: it lets
 someone new decide); `min_approvals` goes down; `on_timeout` becomes `approve`;
 its timeout is under `DURATASK_APPROVAL_MIN_TIMEOUT` (checked on every approval
-step of every version, new ones included).
+step of every version, new ones included); its approvers may now edit a step's output
+they could not edit before (`edits: false` dropped, or another step named in `edits`): an
+edit lets an approver change what the run goes on with, not only say yes.
 
 Tool policies (docs/approvals.md#tool-policies) are gates too: a version that keeps
 the stored `tool_policies` only as they were, with rules added after them, is never
@@ -89,6 +91,11 @@ def weakenings(
             found.append(Weakening(key, why, who))
         if now.on_timeout == "approve" and was.on_timeout != "approve":
             found.append(Weakening(key, "on_timeout becomes 'approve'", who))
+        if was.edits is False and now.edits is not False:
+            found.append(Weakening(key, "edits become allowed (it had edits: false)", who))
+        elif isinstance(was.edits, str) and isinstance(now.edits, str) and now.edits != was.edits:
+            why = f"it edits step '{now.edits}' instead of '{was.edits}'"
+            found.append(Weakening(key, why, who))
     found += _policy_weakenings(old, new, floor)
     if floor is not None:
         for key, step in after.items():

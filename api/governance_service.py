@@ -9,6 +9,7 @@ the gateway passes that answer on (422 with the problems the workflow named).
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +17,20 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from api.errors import ApiError, conflict, map_rpc_error, not_found, unprocessable
+from api.errors import (
+    ApiError,
+    conflict,
+    map_rpc_error,
+    not_found,
+    unavailable,
+    unprocessable,
+)
 from api.history import start_input
 from api.runs_service import RunService, new_run_id
 from duratask.access import may_see
 from duratask.logging import get_logger
 from duratask.store.definitions import NotFound
+from workflows import contracts, proofs
 from workflows.inputs import InputError, resolve_inputs
 from workflows.models import (
     BudgetRaise,
@@ -42,7 +51,9 @@ def _refused(e: WorkflowUpdateFailedError) -> ApiError:
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details else {}
         problems = details.get("problems") if isinstance(details, dict) else None
-        status = 409 if cause.type == "NOT_WAITING" else 422
+        status = {"NOT_WAITING": 409, contracts.E_APPROVAL_FORBIDDEN: 403}.get(
+            cause.type or "", 422
+        )
         extra: dict[str, Any] = {"problems": problems} if problems else {}
         return ApiError(status, cause.message, **extra)
     return unprocessable(str(cause or e))
@@ -75,9 +86,21 @@ class GovernanceService:
     ) -> BudgetState:
         who = self.runs.principal
         desc = await self._running(run_id, "raise the budget", approver=True)
-        req = BudgetRaise(
-            max_tokens=max_tokens, max_cost_usd=max_cost_usd, by=who.identity,
-            scopes=sorted(getattr(who, "scopes", ())), comment=comment,
+        if not who.has("tasks:approve"):
+            raise ApiError(403, f"'{who.identity}' lacks the 'tasks:approve' scope")
+        key = self.runs.settings.approval_key
+        if key is None:
+            raise unavailable(
+                "budget raises are not available: no approval key is configured "
+                "(DURATASK_APPROVAL_KEY)"
+            )
+        plain = BudgetRaise(
+            max_tokens=max_tokens, max_cost_usd=max_cost_usd, by=who.identity, comment=comment
+        )
+        # the run believes the raise only with this proof that an approver made it
+        req = proofs.sign_raise(
+            key.get_secret_value().encode(), run_id, plain,
+            nonce=secrets.token_hex(16), issued_at=datetime.now(UTC),
         )  # fmt: skip
         result: BudgetState = await self._update(run_id, TaskRunWorkflow.raise_budget, req)
         await self.runs._record(

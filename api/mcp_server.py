@@ -68,11 +68,11 @@ async def call(http: httpx.AsyncClient, method: str, path: str, **kw: Any) -> An
 
 
 async def decide_approval(
-    http: httpx.AsyncClient, run_id: str, decision: str, comment: str | None
+    http: httpx.AsyncClient, run_id: str, decision: str, comment: str | None, output: Any = None
 ) -> Any:
     """The one path by which MCP decides an approval step (the gateway's approvals
-    route, which records the authenticated caller as the approver)."""
-    body = {"decision": decision, "comment": comment}
+    route, which records the authenticated caller as the approver); `output`: an edit."""
+    body = {"decision": decision, "comment": comment, "output": output}
     return await call(http, "POST", f"/v1/runs/{_path_id(run_id)}/approvals", json=body)
 
 
@@ -190,16 +190,20 @@ def build_server(client_for: ClientFor) -> MCPServer:
 
     @server.tool(
         description="Approve or reject the approval step a run waits at. Only the step's "
-        "approvers may decide (needs tasks:approve); you decide as yourself."
+        "approvers may decide (needs tasks:approve); you decide as yourself. `output` "
+        "approves with an edit: it replaces the output of the step the approval gates."
     )
     async def decide_approval_step(
         ctx: Context,
         run_id: RunId,
         decision: Literal["approve", "reject"],
         comment: Annotated[str | None, Field(max_length=4000)] = None,
+        output: Annotated[
+            Any, Field(description="an edited output for the gated step (approve only)")
+        ] = None,
     ) -> dict[str, Any]:
         async with client_for(ctx) as http:
-            return dict(await decide_approval(http, run_id, decision, comment))
+            return dict(await decide_approval(http, run_id, decision, comment, output))
 
     @server.tool(description="Approval steps waiting for you.")
     async def list_approvals(ctx: Context) -> dict[str, Any]:

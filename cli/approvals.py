@@ -2,39 +2,77 @@
 
 The CLI decides as whoever its token says (the gateway takes the approver from the
 token), so there is no `--as` option: to decide as someone else, use their token.
+`approve --output TEXT` / `--edit-file FILE` (with `--json` for a JSON value) approves
+with an edit: the gated step's output is replaced by it for the steps after.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from cli.client import Gateway
+from cli.client import Gateway, die
 from cli.output import console
 
 out = console()
 
 
-def _decide(decision: str, run_id: str, comment: str | None) -> None:
+def _decide(decision: str, run_id: str, comment: str | None, output: Any = None) -> None:
     body: dict[str, Any] = {"decision": decision}
     if comment:
         body["comment"] = comment
+    if output is not None:
+        body["output"] = output
     res = Gateway().post(f"/v1/runs/{run_id}/approvals", json=body)
     verb = "approved" if decision == "approve" else "rejected"
     step = f" step '{res['step_id']}'" if res.get("step_id") else ""
-    out.print(f"{verb}{step} of {run_id} as [bold]{res['approver']}[/bold]", highlight=False)
+    edited = " with your edit" if res.get("edited") else ""
+    out.print(f"{verb}{step} of {run_id}{edited} as [bold]{res['approver']}[/bold]",
+              highlight=False)  # fmt: skip
+
+
+def _edit(output: str | None, edit_file: Path | None, as_json: bool) -> Any:
+    """The edited output the options give (None: no edit)."""
+    if output is not None and edit_file is not None:
+        die("give --output or --edit-file, not both", 2)
+    if edit_file is not None:
+        try:
+            output = edit_file.read_text(encoding="utf-8")
+        except OSError as e:
+            die(f"cannot read --edit-file {edit_file}: {e.strerror}", 2)
+    if output is None:
+        if as_json:
+            die("--json needs --output or --edit-file", 2)
+        return None
+    if not as_json:
+        return output
+    try:
+        return json.loads(output)
+    except json.JSONDecodeError as e:
+        die(f"the edited output is not valid JSON: {e}", 2)
 
 
 def approve(
     run_id: str,
     message: str | None = typer.Option(None, "--message", "-m", help="comment for the audit"),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="approve with an edit: the gated step's new output"
+    ),
+    edit_file: Path | None = typer.Option(
+        None, "--edit-file", help="approve with an edit read from this file"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="the edit is JSON (else it is taken as text)"
+    ),
 ) -> None:
-    """Approve the approval step a run waits at (as the identity of your token)."""
-    _decide("approve", run_id, message)
+    """Approve the approval step a run waits at (as the identity of your token),
+    optionally replacing the output of the step it gates (--output / --edit-file)."""
+    _decide("approve", run_id, message, _edit(output, edit_file, as_json))
 
 
 def reject(

@@ -60,9 +60,11 @@ def print_state(state: dict[str, Any]) -> None:
             f"{', '.join(pending['approvers'])} ({len(pending['votes'])}/"
             f"{pending['min_approvals']} votes, until {pending['deadline'][:16]}): "
             f"{escape(pending.get('prompt') or '')}\n  decide: duratask run approve|reject "
-            f"{state['run_id']} -m '<comment>'",
+            f"{state['run_id']} -m '<comment>'"
+            + (f"\n  approve with an edit of '{pending['edits']}': duratask run approve "
+               f"{state['run_id']} --edit-file <file>" if pending.get("edits") else ""),
             highlight=False,
-        )
+        )  # fmt: skip
         if pending.get("tool"):  # a tool call held by a policy: what it would do
             args = json.dumps(pending["tool"].get("arguments") or {}, indent=1, sort_keys=True)
             out.print(f"  tool [bold]{escape(pending['tool']['name'])}[/bold] arguments:\n"

@@ -177,12 +177,18 @@ async def pending_approvals(request: Request, who: Principal) -> approvals_api.A
 
 
 async def decide(
-    request: Request, who: Principal, run_id: str, decision: str, comment: str | None
+    request: Request,
+    who: Principal,
+    run_id: str,
+    decision: str,
+    comment: str | None,
+    output: Any = None,
 ) -> None:
-    """Approve or reject as `who` (403 for anyone not on the step's approvers list)."""
+    """Approve or reject as `who` (403 for anyone not on the step's approvers list);
+    `output`: an edit of the gated step's output (None: none)."""
     require_scope(who, APPROVE)
     body = approvals_api.DecisionRequest.model_validate(
-        {"decision": decision, "comment": comment or None}
+        {"decision": decision, "comment": comment or None, "output": output}
     )
     await approvals_api.decide(run_id, body, await runs_of(request, who), who)
 

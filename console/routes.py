@@ -523,7 +523,7 @@ async def approvals(request: Request) -> Response:
     # visibility lags a decision: each run's own state says whether it still waits
     runs = await asyncio.gather(*(fresh_run(request, session.principal, a.run_id)
                                   for a in pending.items))  # fmt: skip
-    items, context, now, owners = [], {}, {}, {}
+    items, context, now, owners, edits = [], {}, {}, {}, {}
     for a, run in zip(pending.items, runs, strict=True):
         if run is None or not run.pending_approvals:
             continue
@@ -531,6 +531,7 @@ async def approvals(request: Request) -> Response:
         owners[a.run_id] = (run.owner, run.team)
         context[a.run_id] = earlier_outputs(run)
         now[a.run_id] = run.pending_approvals[-1]
+        edits[a.run_id] = editable_output(run, now[a.run_id].get("edits"))
     return await page(
         request,
         session,
@@ -540,6 +541,7 @@ async def approvals(request: Request) -> Response:
         context=context,
         pending=now,
         owners=owners,
+        edits=edits,
         run_url=run_url,
         may_decide=lambda run_id: adapters.may_decide(session.principal, now[run_id]),
     )
@@ -564,6 +566,38 @@ def earlier_outputs(run: RunState) -> list[tuple[str, str]]:
         for s in run.steps
         if s.status.value == "completed" and s.output is not None
     ]
+
+
+def editable_output(run: RunState, step_id: str | None) -> tuple[str, str, str] | None:
+    """(step id, kind, text) of the output an approver may edit: `text` for a string
+    output (the textarea holds the string itself), `json` for any other value."""
+    if not step_id:
+        return None
+    try:
+        st = run.step(step_id)
+    except KeyError:
+        return None
+    if st.status.value != "completed" or st.truncated:
+        return None  # a cut preview is not the output: editing it would lose the rest
+    if isinstance(st.output, str):
+        return step_id, "text", st.output
+    return step_id, "json", json.dumps(st.output, indent=2, ensure_ascii=False)
+
+
+def edited_output(form: FormData) -> Any:
+    """The approver's edit from the decision form: None when the textarea is unchanged."""
+    text, original = form.get("output"), form.get("output_original")
+    if not isinstance(text, str) or not isinstance(original, str):
+        return None
+    text, original = text.replace("\r\n", "\n"), original.replace("\r\n", "\n")
+    if text.strip() == original.strip():  # a browser may drop a leading newline
+        return None
+    if field(form, "output_kind") == "text":
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise FormProblem(f"the edited output is not JSON: {e}", [{"field": "output"}]) from None
 
 
 def time_left(deadline: Any) -> str:
@@ -594,9 +628,11 @@ async def approvals_decide(request: Request) -> Response:
         decision = field(f, "decision")
         if decision not in ("approve", "reject"):
             raise FormProblem("decision must be approve or reject", [{"field": "decision"}])
+        output = edited_output(f) if decision == "approve" else None
         await adapters.decide(
-            request, s.principal, field(f, "run_id"), decision, field(f, "comment") or None
-        )
+            request, s.principal, field(f, "run_id"), decision, field(f, "comment") or None,
+            output,
+        )  # fmt: skip
         return field(f, "back") if field(f, "back").startswith("/ui") else "/ui/approvals"
 
     return await action(request, work)

@@ -1,8 +1,9 @@
 """Deciding an approval: the one function every front end calls (gateway, console, MCP).
 
 Why one function: a decision counts only with a proof the workflow can check (an
-HMAC over run, step, decision, identity, groups, comment, nonce and time; see
-`workflows/proofs.py`), and only this code holds the signing key. The caller passes
+HMAC over run, step, decision, identity, groups, comment, nonce, time and the digest
+of an edited output; see `workflows/proofs.py`), and only this code holds the signing
+key. The caller passes
 an already authenticated principal; the decision goes to the run as the `decide`
 Workflow Update, whose validator checks proof, approver list and state, so the
 answer is the workflow's own: counted, forbidden, or conflict. There is no
@@ -17,7 +18,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio.client import (
     Client,
@@ -70,6 +71,8 @@ class DecideOutcome:
     approvals: int | None = None
     min_approvals: int | None = None
     done: bool | None = None
+    problems: list[dict[str, Any]] | None = None  # 422: what is wrong with the edit
+    edited: bool = False
 
     @property
     def counted(self) -> bool:
@@ -84,13 +87,16 @@ def signed_decision(
     groups: Iterable[str],
     decision: str,
     comment: str | None,
+    output: Any = None,
 ) -> ApprovalDecision:
-    """A decision with the gateway's proof (raises LookupError with no key configured)."""
+    """A decision with the gateway's proof (raises LookupError with no key configured);
+    `output`: the approver's edit of the gated step's output (None: no edit)."""
     if settings.approval_key is None:
         raise LookupError("no approval key is configured (DURATASK_APPROVAL_KEY)")
     plain = ApprovalDecision(
-        decision=decision, approver=identity, comment=comment, groups=sorted(set(groups))
-    )
+        decision=decision, approver=identity, comment=comment, groups=sorted(set(groups)),
+        output=output,
+    )  # fmt: skip
     return proofs.sign(
         settings.approval_key.get_secret_value().encode(),
         run_id,
@@ -109,8 +115,10 @@ async def decide(
     principal: Decider,
     decision: str,
     comment: str | None = None,
+    output: Any = None,
 ) -> DecideOutcome:
-    """Send `principal`'s decision on run `run_id` (at `step`, or whichever step waits)."""
+    """Send `principal`'s decision on run `run_id` (at `step`, or whichever step waits),
+    with `output` replacing the gated step's output when it is not None (an edit)."""
     base = DecideOutcome(0, "", run_id, decision, principal.identity, comment, step)
     if not principal.has("tasks:approve"):
         return replace(
@@ -118,8 +126,9 @@ async def decide(
         )
     try:
         signed = signed_decision(
-            settings, run_id, step, principal.identity, principal.groups, decision, comment
-        )
+            settings, run_id, step, principal.identity, principal.groups, decision, comment,
+            output,
+        )  # fmt: skip
     except LookupError as e:
         return replace(base, status=503, detail=f"approvals are not available: {e}")
     handle = client.get_workflow_handle_for(TaskRunWorkflow.run, run_id)
@@ -135,7 +144,7 @@ async def decide(
     except RPCError as e:
         return _rpc(e, base)
     log.info("approval decision counted", run_id=run_id, step_id=out.step_id,
-             decision=decision, by=principal.identity)  # fmt: skip
+             decision=decision, by=principal.identity, edited=output is not None)  # fmt: skip
     return DecideOutcome(
         200,
         f"{out.decision} by {out.approver} counted ({out.approvals}/{out.min_approvals})",
@@ -147,20 +156,25 @@ async def decide(
         approvals=out.approvals,
         min_approvals=out.min_approvals,
         done=out.done,
+        edited=out.edited,
     )
 
 
 def _refused(e: WorkflowUpdateFailedError, base: DecideOutcome) -> DecideOutcome:
     cause = e.cause
+    problems = None
     if isinstance(cause, ApplicationError) and cause.type in STATUS_OF:
         status, detail = STATUS_OF[cause.type], cause.message
+        details = cause.details[0] if cause.details else None
+        if isinstance(details, dict) and isinstance(details.get("problems"), list):
+            problems = details["problems"]
     elif "handler" in str(cause) and "not found" in str(cause):  # not a duratask run
         status, detail = 404, f"run '{base.run_id}' not found"
     else:
         status, detail = 409, f"the run refused the decision: {cause}"
     log.info("approval decision refused", run_id=base.run_id, status=status,
              reason=detail, by=base.approver)  # fmt: skip
-    return replace(base, status=status, detail=detail)
+    return replace(base, status=status, detail=detail, problems=problems)
 
 
 def _rpc(e: RPCError, base: DecideOutcome) -> DecideOutcome:

@@ -17,6 +17,12 @@ Unanswered approvals never hang forever nor pass silently: the step's `timeout`
 A tool call a policy holds for approval (`workflows/tool_policies.py`) waits here too,
 as a pending approval of the agent's step that also names the tool and its (redacted)
 arguments: one machinery, so approvers, proofs, reminders and listings are the same.
+
+An approval may carry an edit: the output the gated step (`edits`, by default the step
+listed before the approval) is to have from now on. The edit is part of what the proof
+signs, is checked in the validator (size, the gated step's schema) before it can reach
+history, and only with `min_approvals: 1`: with several approvers, an edit by one would
+make the others' approvals cover an output they never saw.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import contracts, proofs
-from workflows.definition import ApprovalStep, Step, ToolPolicy
+from workflows.definition import ApprovalStep, InputStep, LlmCallStep, Step, ToolPolicy
 from workflows.durations import parse_duration
 from workflows.errors import fail
 from workflows.events import EventType
+from workflows.human_input import problems as schema_problems
 from workflows.models import (
     ApprovalDecision,
     ApprovalOutcome,
@@ -55,6 +62,7 @@ MEMO_KEY = "duratask.approval"
 PATCH_PROOFS = "approval-proofs"  # the approve signal requires a proof from here on
 MEMO_PROMPT_CHARS = 2000
 MAX_PROMPT_CHARS = 8000  # the prompt is kept in state, output and events: bound it
+MAX_EDIT_CHARS = 65_536  # an edited output, as compact JSON (it is written to history)
 
 
 def timeout_of(step: ApprovalStep) -> timedelta:
@@ -75,6 +83,35 @@ def is_allowed(approvers: Iterable[str], identity: str, groups: Iterable[str] = 
     return bool({normalise(a) for a in approvers} & principal_names(identity, groups))
 
 
+def output_schema(step: Step) -> dict[str, Any] | None:
+    """The JSON Schema an edited output of `step` must meet: an `input` step's own schema,
+    a string for an `llm_call` answering text; None: any JSON value."""
+    if isinstance(step, InputStep):
+        return step.schema_
+    if isinstance(step, LlmCallStep) and step.output == "text":
+        return {"type": "string"}
+    return None
+
+
+def edit_problems(output: Any, step: Step | None) -> list[dict[str, str]]:
+    """What is wrong with `output` as the new output of `step` (size, JSON, schema)."""
+    try:
+        size = len(proofs.encoded_output(output))
+    except ValueError as e:
+        return [{"field": "output", "message": str(e)}]
+    if size > MAX_EDIT_CHARS:
+        why = f"the edited output is {size} characters as JSON; at most {MAX_EDIT_CHARS}"
+        return [{"field": "output", "message": why}]
+    schema = output_schema(step) if step is not None else None
+    if schema is None:
+        return []
+    return [
+        {"field": "output" if p["field"] == "value" else f"output.{p['field']}",
+         "message": p["message"]}
+        for p in schema_problems(schema, output)
+    ]  # fmt: skip
+
+
 @dataclass
 class _Pending:
     step: ApprovalStep
@@ -84,6 +121,8 @@ class _Pending:
     votes: dict[str, dict[str, Any]] = field(default_factory=dict)
     reminders: int = 0
     tool: dict[str, Any] | None = None  # a held tool call: name, arguments, call_id, policy
+    edits: str | None = None  # the step an approval may edit (None: none)
+    edit: dict[str, Any] | None = None  # the counted approval's edit: by, output, time
 
     @property
     def approvals(self) -> list[dict[str, Any]]:
@@ -118,6 +157,7 @@ class _Pending:
             "requested_at": self.requested_at.isoformat(),
             "deadline": self.deadline.isoformat(),
             "on_timeout": self.step.on_timeout,
+            "edits": self.edits if self.step.min_approvals == 1 else None,
         }
 
 
@@ -154,14 +194,45 @@ class Approvals:
             return contracts.E_APPROVAL_FORBIDDEN, why
         if normalise(who) in p.votes:
             return contracts.E_APPROVAL_CONFLICT, f"'{who}' already decided step '{p.step.id}'"
+        wrong = self.edit_problems(decision)
+        if wrong:
+            return contracts.E_APPROVAL_INVALID, "; ".join(w["message"] for w in wrong[:5])
         return None
+
+    def edit_problems(self, decision: ApprovalDecision) -> list[dict[str, str]]:
+        """Why the decision's edit cannot be taken (none: it has no edit, or a good one)."""
+        p = self.pending
+        if decision.output is None or p is None:
+            return []
+        field_ = "output"
+        if decision.decision.strip().lower() != "approve":
+            return [{"field": field_, "message": "only an approval can carry an edited output"}]
+        if p.step.min_approvals != 1:
+            why = (f"step '{p.step.id}' needs {p.step.min_approvals} approvals: edits are "
+                   "taken only where one approval decides (min_approvals 1)")  # fmt: skip
+            return [{"field": field_, "message": why}]
+        if p.edits is None:
+            why = (
+                f"step '{p.step.id}' allows no edits"
+                if p.step.edits is False
+                else f"step '{p.step.id}' has no earlier step whose output can be edited"
+            )
+            return [{"field": field_, "message": why}]  # fmt: skip
+        done = self.wf.outputs.get(p.edits, {}).get("status") == "completed"
+        if not done:
+            why = f"step '{p.edits}' did not complete in this run: it has no output to edit"
+            return [{"field": field_, "message": why}]
+        target = next((s for s in self.wf.definition.steps if s.id == p.edits), None)
+        return edit_problems(decision.output, target)
 
     def validate(self, decision: ApprovalDecision) -> None:
         """The `decide` update's validator: a refused update never reaches history."""
         found = self.problem(decision)
         if found is not None:
             kind, why = found
-            raise ApplicationError(why, type=kind, non_retryable=True)
+            wrong = self.edit_problems(decision) if kind == contracts.E_APPROVAL_INVALID else []
+            details = [{"problems": wrong}] if wrong else []
+            raise ApplicationError(why, *details, type=kind, non_retryable=True)
 
     def count_update(self, decision: ApprovalDecision) -> ApprovalOutcome:
         """The `decide` update's handler: count the (validated) decision, answer the tally."""
@@ -177,6 +248,7 @@ class Approvals:
             approvals=len(p.approvals),
             min_approvals=p.step.min_approvals,
             done=p.done,
+            edited=decision.output is not None,
         )
 
     def decide(self, decision: ApprovalDecision) -> None:
@@ -212,6 +284,9 @@ class Approvals:
             "comment": decision.comment,
             "time": workflow.now().isoformat(),
         }
+        if decision.output is not None and p.edits is not None:
+            vote["edited"] = True
+            p.edit = {"by": who, "output": decision.output, "time": vote["time"]}
         p.votes[normalise(who)] = vote
         self.wf.tracker.emit(
             EventType.APPROVAL_VOTE, p.step.id, f"{who}: {vote['decision']}", **vote
@@ -264,7 +339,8 @@ class Approvals:
             prompt = prompt[:MAX_PROMPT_CHARS] + " ...(truncated)"
         timeout = timeout_of(step)
         now = workflow.now()
-        p = _Pending(step=step, prompt=prompt, requested_at=now, deadline=now + timeout)
+        p = _Pending(step=step, prompt=prompt, requested_at=now, deadline=now + timeout,
+                     edits=step.edit_target(self.wf.definition.steps))  # fmt: skip
         self.pending = p
         self._park(p)
         try:
@@ -462,6 +538,11 @@ class Approvals:
             "min_approvals": step.min_approvals,
             "prompt": p.prompt,
         }
+        edited = decision == "approve" and decider is not None and p.edit is not None
+        if edited:
+            assert p.edit is not None and p.edits is not None
+            out["edited_step"] = p.edits
+            self._apply_edit(p.edits, p.edit)
         message = self._describe(p, out)
         self.wf.tracker.emit(
             EventType.APPROVAL_DECIDED,
@@ -472,6 +553,8 @@ class Approvals:
             approver=out["approver"],
             comment=out["comment"],
             on_timeout=step.on_timeout if out["timed_out"] else None,
+            edited=edited,
+            edited_step=p.edits if edited else None,
         )
         if out["timed_out"] and step.on_timeout == "fail":
             self._keep_output(step.id, out)
@@ -482,6 +565,12 @@ class Approvals:
             return out, False, step.on_reject
         self._keep_output(step.id, out)
         raise fail(contracts.E_REJECTED, message, step.id, approval=out)
+
+    def _apply_edit(self, step_id: str, edit: dict[str, Any]) -> None:
+        """The approver's output replaces the gated step's for every later step (templates
+        read `steps.<id>.output`); the state keeps who edited it and the original."""
+        self.wf.outputs[step_id] = {**self.wf.outputs[step_id], "output": edit["output"]}
+        self.wf.tracker.step_edited(step_id, edit["output"], edit["by"])
 
     def _describe(self, p: _Pending, out: dict[str, Any]) -> str:
         step = p.step
@@ -499,7 +588,8 @@ class Approvals:
             why = f": {out['comment']}" if out["comment"] else ""
             return f"step '{step.id}' rejected by {out['approver']}{why}"
         names = ", ".join(v["approver"] for v in p.approvals)
-        return f"step '{step.id}' approved by {names}"
+        edited = f" (output of '{out['edited_step']}' edited)" if out.get("edited_step") else ""
+        return f"step '{step.id}' approved by {names}{edited}"
 
     def _keep_output(self, step_id: str, out: dict[str, Any]) -> None:
         """A failed approval step still shows who decided what, for audit."""

@@ -6,6 +6,9 @@ and the step's totals with their limits. On reaching one, the run either fails w
 `BUDGET_EXCEEDED` or (`on_budget: approve`) waits, durably, until someone with the
 approve scope raises the limit through the `raise_budget` Update. This is deliberately
 not the approval-step machinery: raising a budget is a number, not a yes/no on a step.
+It does share the approvals' trust rule: a raise counts only with the gateway's proof
+(workflows/proofs.py), checked in the Update's validator, because anyone who can reach
+the Temporal namespace can send a raw update claiming any identity and scopes.
 Nothing here runs unless a limit is set, so runs without limits (and old histories)
 issue exactly the commands they always did.
 """
@@ -17,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
-from workflows import contracts
+from workflows import contracts, proofs
 from workflows.errors import fail
 from workflows.events import EventType
 from workflows.models import (
@@ -34,8 +38,6 @@ from workflows.models import (
 if TYPE_CHECKING:
     from workflows.definition import Step
     from workflows.host import RunHost
-
-APPROVE_SCOPES = ("tasks:approve", "tasks:admin")
 
 
 def _reached(usage: Usage, max_tokens: int | None, max_cost: float | None) -> str | None:
@@ -176,12 +178,21 @@ class Budget:
 
     # ------------------------------------------------------------ the Update
     def validate_raise(self, req: BudgetRaise) -> None:
-        """Refuse (the caller sees why) a raise without the approve scope, without a new
-        limit, or one that does not lift the limit above what is spent."""
+        """Refuse (the caller sees why) a raise without a valid proof from the gateway
+        (which signs only for callers with tasks:approve; `req.scopes` is not believed),
+        without a new limit, or one that does not lift the limit above what is spent."""
         if not req.by:
             raise ValueError("a budget raise needs the identity of who raises it")
-        if not any(s in req.scopes for s in APPROVE_SCOPES):
-            raise ValueError(f"'{req.by}' may not raise the budget: it needs tasks:approve")
+        used_nonces = [r.get("nonce") for r in (self.state.raises if self.state else [])]
+        bad = proofs.check_raise(
+            req, workflow.info().workflow_id, workflow.now(), [n for n in used_nonces if n]
+        )
+        if bad is not None:
+            raise ApplicationError(
+                f"'{req.by}' may not raise the budget: {bad}",
+                type=contracts.E_APPROVAL_FORBIDDEN,
+                non_retryable=True,
+            )
         budget = self.state
         if budget is None:
             raise ValueError("this run has no budget (limits.max_tokens / max_cost_usd)")
@@ -206,7 +217,8 @@ class Budget:
             budget.max_cost_usd = req.max_cost_usd
         budget.raises.append(
             {"by": req.by, "max_tokens": budget.max_tokens, "max_cost_usd": budget.max_cost_usd,
-             "comment": req.comment, "at": workflow.now().isoformat()}
+             "comment": req.comment, "at": workflow.now().isoformat(),
+             **({"nonce": req.proof.nonce} if req.proof is not None else {})}
         )  # fmt: skip
         self.wf.tracker.emit(
             EventType.BUDGET_RAISED, self.wf.tracker.state.current_step,

@@ -226,8 +226,25 @@ class ApprovalStep(_Step):
     on_timeout: Literal["reject", "approve", "fail"] = "reject"
     on_reject: str | None = None
     reminder: Duration | None = None
+    # which earlier step's output an approver may replace when approving
+    # (docs/approvals.md#approving-with-an-edit): a step id; None: the step listed just
+    # before this one (conditional steps passed over; none after another approval);
+    # false: no edits
+    edits: str | Literal[False] | None = None
 
     _r = field_validator("reminder")(_check_duration)
+
+    def edit_target(self, steps: list[Step]) -> str | None:
+        """The step whose output an approval of this step may replace; None: none may be."""
+        if self.edits is False:
+            return None
+        if isinstance(self.edits, str):
+            return self.edits
+        ids = [s.id for s in steps]
+        for earlier in reversed(steps[: ids.index(self.id)] if self.id in ids else []):
+            if earlier.action != "conditional":  # routing: the step before it is meant
+                return None if earlier.action == "approval" else earlier.id
+        return None
 
 
 class WaitStep(_Step):

@@ -289,6 +289,10 @@ class StepState(_Model):
     model_calls: int = 0
     # a re-run took this step's output from the original run (`RunState.rerun_of`)
     reused: bool = False
+    # an approver replaced this output when approving (docs/approvals.md): who, and the
+    # output as the step produced it
+    edited_by: str | None = None
+    original_output: Any = None
 
 
 class ChildRun(_Model):
@@ -426,6 +430,9 @@ class ApprovalDecision(_Model):
     comment: str | None = None
     groups: list[str] = Field(default_factory=list)
     proof: ApprovalProof | None = None
+    # an approval with an edit: the output the gated step is to have from now on
+    # (docs/approvals.md#approving-with-an-edit); None: no edit. Covered by the proof.
+    output: Any = None
 
 
 class ApprovalOutcome(_Model):
@@ -438,17 +445,21 @@ class ApprovalOutcome(_Model):
     approvals: int
     min_approvals: int
     done: bool
+    edited: bool = False  # the decision carried an edit the run took
 
 
 class BudgetRaise(_Model):
     """`raise_budget` Update: new run limits (only those given change). The gateway sends
-    it for a caller with `tasks:approve` who may see the run (`scopes` says so)."""
+    it, signed, for a caller with `tasks:approve` who may see the run."""
 
     max_tokens: int | None = None
     max_cost_usd: float | None = None
     by: str = ""
+    # what the caller claimed before raises were signed; no longer believed: only
+    # `proof` (the gateway's HMAC, workflows/proofs.py) vouches for the raise
     scopes: list[str] = Field(default_factory=list)
     comment: str | None = None
+    proof: ApprovalProof | None = None
 
 
 class UsageRecordRequest(_Model):

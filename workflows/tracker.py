@@ -170,6 +170,7 @@ class RunTracker:
         s.started_at = workflow.now()
         s.completed_at = None
         s.error = None
+        s.edited_by = s.original_output = None  # an edit was of the earlier execution
         s.attempts += 1
         self.state.current_step = step_id
         self.state.progress.current_step = title
@@ -188,6 +189,14 @@ class RunTracker:
             truncated=truncated,
         )
         self._progress()
+
+    def step_edited(self, step_id: str, output: Any, by: str) -> None:
+        """An approver replaced the step's output; the first edit keeps the step's own."""
+        s = self.step(step_id)
+        if s.edited_by is None:
+            s.original_output = s.output
+        s.output, s.truncated = self._within_budget(output)
+        s.edited_by = by
 
     def _within_budget(self, output: Any) -> tuple[Any, bool]:
         text = (

@@ -87,6 +87,8 @@ def _check_steps(
     visible = own | outer
     for s in steps:
         out += _check_refs(s, own, prefix)
+        if isinstance(s, ApprovalStep) and isinstance(s.edits, str):
+            out += _check_edits(s, steps, prefix)
         out += _check_step(definition, s, visible, known_tools, prefix)
     if not any(p.field == "id" for p in out):  # the graph needs unique ids
         reach = graph.reachable(steps)
@@ -115,6 +117,20 @@ def _check_refs(s: Step, ids: set[str], prefix: str) -> list[Problem]:
         for field, target in refs
         if target is not None and target != END and target not in ids
     ]
+
+
+UNEDITABLE = ("conditional", "approval")  # outputs that are routing or audit records
+
+
+def _check_edits(s: ApprovalStep, steps: Sequence[Step], prefix: str) -> list[Problem]:
+    """`edits` names another step of the same list whose output is content."""
+    target = next((t for t in steps if t.id == s.edits), None)
+    if target is None:
+        return [Problem(f"edits refers to unknown step '{s.edits}'", prefix + s.id, "edits")]
+    if target.id == s.id or target.action in UNEDITABLE:
+        why = f"step '{target.id}' is a {target.action} step: its output cannot be edited"
+        return [Problem(why, prefix + s.id, "edits")]
+    return []
 
 
 def _template_problems(

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
@@ -26,8 +26,8 @@ from api.run_ids import child_route
 from api.runs_service import RunService, _quote
 from duratask import access, approvals
 from duratask.logging import get_logger
-from workflows import contracts
-from workflows.approvals import MEMO_KEY, principal_names
+from workflows import contracts, proofs
+from workflows.approvals import MAX_EDIT_CHARS, MEMO_KEY, principal_names
 from workflows.models import RunStatus
 
 log = get_logger(__name__)
@@ -46,6 +46,25 @@ class DecisionRequest(BaseModel):
     step_id: str | None = Field(
         default=None, max_length=200, description="decide only if this step is the one waiting"
     )
+    output: Any = Field(
+        default=None,
+        description=(
+            "approve with an edit: the output the gated step (the approval step's `edits`) "
+            "has from now on, a string or any JSON value; checked against that step's "
+            f"schema; at most {MAX_EDIT_CHARS} characters as JSON; null: no edit"
+        ),
+    )
+
+    @field_validator("output")
+    @classmethod
+    def _bounded(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        size = len(proofs.encoded_output(value))  # ValueError: not plain JSON (422)
+        if size > MAX_EDIT_CHARS:
+            raise ValueError(f"the edited output is {size} characters as JSON; at most "
+                             f"{MAX_EDIT_CHARS}")  # fmt: skip
+        return value
 
 
 class DecisionAccepted(BaseModel):
@@ -60,6 +79,7 @@ class DecisionAccepted(BaseModel):
     approvals: int
     min_approvals: int
     done: bool
+    edited: bool = False
 
 
 class HeldToolCall(BaseModel):
@@ -89,6 +109,7 @@ class PendingApproval(BaseModel):
     requested_at: datetime | None = None
     deadline: datetime | None = None
     on_timeout: str | None = None
+    edits: str | None = None
     temporal_ui_url: str | None = None
 
 
@@ -104,7 +125,8 @@ DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "lacks tasks:approve, or the run says: not an approver of this step",
         404: "no such run",
         409: "no approval waiting, or this approver already decided",
-        422: "the body is invalid",
+        422: "the body is invalid, or the edited output is refused (too large, not of the "
+        "gated step's schema, with min_approvals > 1, or on a step that allows no edit)",
         503: "Temporal or every worker is unavailable, or no approval key is set",
     }.items()
     for body in [responses(code)[code]]
@@ -119,14 +141,17 @@ async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) 
     404 unless it is a duratask run the caller may see (owner, team, admin, or an
     approver of the step it waits at). The decision is then signed for the caller and
     sent to the run as a Workflow Update; the answer is the run's own: 200 counted,
-    403 not an approver of this step, 409 nothing waiting or already decided.
+    403 not an approver of this step, 409 nothing waiting or already decided, 422 an
+    edit (`output`) the run does not take, naming the problem.
     """
     await runs.describe(run_id)
     out = await approvals.decide(
-        runs.client, runs.settings, run_id, body.step_id, who, body.decision, body.comment
-    )
+        runs.client, runs.settings, run_id, body.step_id, who, body.decision, body.comment,
+        body.output,
+    )  # fmt: skip
     if not out.counted:
-        raise ApiError(out.status, out.detail)
+        extra: dict[str, Any] = {"problems": out.problems} if out.problems else {}
+        raise ApiError(out.status, out.detail, **extra)
     return DecisionAccepted(
         run_id=run_id,
         step_id=out.step_id,
@@ -136,6 +161,7 @@ async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) 
         approvals=out.approvals or 0,
         min_approvals=out.min_approvals or 1,
         done=bool(out.done),
+        edited=out.edited,
     )
 
 
@@ -209,6 +235,7 @@ async def _item(runs: RunService, w: WorkflowExecution) -> PendingApproval:
         requested_at=memo.get("requested_at"),
         deadline=memo.get("deadline"),
         on_timeout=memo.get("on_timeout"),
+        edits=memo.get("edits"),
         temporal_ui_url=runs.ui_url(w.id),
     )
 

@@ -59,6 +59,8 @@ from workflows.run_workflow import TaskRunWorkflow
 log = get_logger(__name__)
 HERE = Path(__file__).parent
 SETTINGS = Settings(_env_file=None)  # type: ignore[call-arg]
+# for runs that check proofs: the key tests/workflow/test_replay.py installs
+KEYED = Settings(_env_file=None, approval_key=SecretStr(APPROVAL_KEY))  # type: ignore[call-arg]
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "every_step_kind": {
@@ -397,10 +399,52 @@ async def record_budget_raised() -> None:
             handle = await start(env.client, "record-budget", run_input(defn),
                                  id="run-budget_raised")  # fmt: skip
             await _status(handle, "awaiting_approval")
-            raise_ = BudgetRaise(max_tokens=1000, by="lead", scopes=["tasks:approve"])
-            await handle.execute_update(TaskRunWorkflow.raise_budget, raise_)
+            raise_ = BudgetRaise(max_tokens=1000, by="lead")
+            signed = proofs.sign_raise(
+                APPROVAL_KEY.encode(),
+                handle.id,
+                raise_,
+                nonce=uuid.uuid4().hex,
+                issued_at=await _clock(handle),
+            )
+            await handle.execute_update(TaskRunWorkflow.raise_budget, signed)  # fmt: skip
             await handle.result()
         _save("budget_raised", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def _clock(handle: WorkflowHandle[Any, Any]) -> datetime:
+    """The run's clock (the time-skipping server's runs ahead of the wall clock)."""
+    return (await handle.query(TaskRunWorkflow.state)).events[-1].time
+
+
+async def record_approval_edited() -> None:
+    """An approval with an edit (docs/approvals.md#approving-with-an-edit): a raw signal
+    carrying an edit without a proof is refused (recorded), then a signed `decide` with an
+    edit replaces `draft`'s output, which `ship` then sees."""
+    env = await _env()
+    try:
+        defn = definition(
+            [{"id": "draft", "action": "llm_call", "prompt": "Notes for {{ input.v }}"},
+             {"id": "review", "action": "approval", "approvers": ["lead@example.com"],
+              "prompt": "Ship? {{ steps.draft.output }}"},
+             {"id": "ship", "action": "llm_call", "prompt": "Ship: {{ steps.draft.output }}"}],
+            id="approval-edited", inputs={"v": {"type": "string", "default": "1.0"}},
+        )  # fmt: skip
+        async with make_worker(env.client, "record-edit", settings=KEYED):
+            handle = await start(env.client, "record-edit", run_input(defn),
+                                 id="run-approval_edited")  # fmt: skip
+            await _status(handle, "awaiting_approval")
+            forged = ApprovalDecision(decision="approve", approver="lead@example.com",
+                                      output="Notes for 6.6.6")  # fmt: skip
+            await handle.signal(TaskRunWorkflow.approve, forged)
+            plain = forged.model_copy(update={"output": "Corrected notes for 1.0"})
+            signed = proofs.sign(APPROVAL_KEY.encode(), handle.id, plain, step_id="review",
+                                 nonce=uuid.uuid4().hex, issued_at=await _clock(handle))  # fmt: skip
+            await handle.execute_update(TaskRunWorkflow.decide, signed)
+            await handle.result()
+        _save("approval_edited", await handle.fetch_history())
     finally:
         await env.shutdown()
 
@@ -564,6 +608,7 @@ async def record_tool_policy_approved() -> None:
 DRIVEN = {
     "usage_estimated": record_usage_estimated,
     "tool_policy_approved": record_tool_policy_approved,
+    "approval_edited": record_approval_edited,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
     "input_delivered": record_input_delivered,

@@ -138,3 +138,100 @@ async def test_decide_needs_the_scope_and_a_key_before_it_reaches_the_run() -> N
     approver = Principal("ann", frozenset({"tasks:approve"}))
     out = await decide(unused, no_key, "run-1", None, approver, "approve")
     assert out.status == 503 and "DURATASK_APPROVAL_KEY" in out.detail
+
+
+# ---------------------------------------------------------------- approval edits
+
+
+def test_a_decision_without_an_edit_encodes_as_before_edits_existed() -> None:
+    """Old proofs still verify: no edit adds nothing to the signed bytes."""
+    args = ("run-1", "review", "approve", "ann", ["b", "a"], "ok", "n1", NOW.isoformat())
+    before = (
+        '{"approver":"ann","comment":"ok","decision":"approve","groups":["a","b"],'
+        '"issued_at":"2026-11-30T12:00:00+00:00","nonce":"n1","run_id":"run-1",'
+        '"step_id":"review","v":1}'
+    )
+    assert proofs.canonical(*args).decode() == before
+    assert proofs.canonical(*args, None).decode() == before
+    assert b"output_sha256" in proofs.canonical(*args, "edited")
+
+
+def test_an_edit_is_covered_by_the_proof(keys: object) -> None:
+    d = signed(output={"text": "fixed", "n": 1.5})
+    assert check(d) is None
+    # the same value decoded with another key order still verifies (canonical JSON)
+    assert check(d.model_copy(update={"output": {"n": 1.5, "text": "fixed"}})) is None
+    for changed in ({"text": "other", "n": 1.5}, "fixed", None):
+        assert "does not match" in str(check(d.model_copy(update={"output": changed})))
+    # an edit added to a decision signed without one
+    assert "does not match" in str(check(signed().model_copy(update={"output": "x"})))
+    bad = signed().model_copy(update={"output": float("nan")})
+    assert "not plain JSON" in str(check(bad))
+
+
+def test_a_budget_raise_proof_is_its_own_kind(keys: object) -> None:
+    from workflows.models import BudgetRaise
+
+    plain = BudgetRaise(max_tokens=100, by="ann", comment="ok")
+    good = proofs.sign_raise(b"new-key", "run-1", plain, nonce="n1", issued_at=NOW)
+    assert proofs.check_raise(good, "run-1", NOW) is None
+    assert "no proof" in str(proofs.check_raise(plain, "run-1", NOW))
+    assert "does not match" in str(proofs.check_raise(good, "run-2", NOW))
+    for field, value in (("by", "mallory"), ("max_tokens", 10**6), ("max_cost_usd", 9.0),
+                         ("comment", "changed")):  # fmt: skip
+        tampered = good.model_copy(update={field: value})
+        assert "does not match" in str(proofs.check_raise(tampered, "run-1", NOW)), field
+    # scopes are not signed: claiming them changes nothing, lacking them neither
+    assert proofs.check_raise(good.model_copy(update={"scopes": []}), "run-1", NOW) is None
+    assert "expired" in str(proofs.check_raise(good, "run-1", NOW + timedelta(hours=1)))
+    assert "already used" in str(proofs.check_raise(good, "run-1", NOW, ["n1"]))
+    # an approval's proof does not pass for a raise
+    approval = signed()
+    assert approval.proof is not None
+    forged = plain.model_copy(update={"proof": approval.proof})
+    assert "does not match" in str(proofs.check_raise(forged, "run-1", NOW))
+
+
+def test_edit_targets_and_their_checks() -> None:
+    from workflows.approvals import edit_problems
+    from workflows.validation import validate
+
+    d = TaskDefinition.model_validate({"id": "d", "steps": [
+        {"id": "ask", "action": "input", "schema": {"type": "object",
+         "properties": {"n": {"type": "integer"}}}},
+        {"id": "draft", "action": "llm_call", "prompt": "p"},
+        {"id": "route", "action": "conditional", "condition": "true", "then": "review"},
+        {"id": "review", "action": "approval", "approvers": ["ann"]},
+        {"id": "again", "action": "approval", "approvers": ["ann"]},
+        {"id": "named", "action": "approval", "approvers": ["ann"], "edits": "ask"},
+        {"id": "off", "action": "approval", "approvers": ["ann"], "edits": False},
+    ]})  # fmt: skip
+    targets = [s.edit_target(d.steps) for s in d.steps if s.action == "approval"]  # type: ignore[union-attr]
+    assert targets == ["draft", None, "ask", None]  # over the conditional; none after an approval
+    assert validate(d) == []
+    assert edit_problems("text", d.step("draft")) == []
+    assert edit_problems({"a": 1}, d.step("draft"))[0]["field"] == "output"
+    assert [p["field"] for p in edit_problems({"n": "x"}, d.step("ask"))] == ["output.n"]
+    assert edit_problems({"n": "x"}, d.step("route")) == []  # no schema: any JSON
+    assert "at most" in edit_problems("x" * 70_000, None)[0]["message"]
+    deep: object = "x"
+    for _ in range(5000):  # deeper than Python's recursion limit: refused, not a crash
+        deep = [deep]
+    assert "deeper than 64" in edit_problems(deep, None)[0]["message"]
+    assert edit_problems({"a": [[[1]]]}, None) == []
+    bad = TaskDefinition.model_validate({"id": "d", "steps": [
+        {"id": "route", "action": "conditional", "condition": "true", "then": "a"},
+        {"id": "a", "action": "approval", "approvers": ["ann"], "edits": "route"},
+        {"id": "b", "action": "approval", "approvers": ["ann"], "edits": "nope"},
+        {"id": "c", "action": "approval", "approvers": ["ann"], "edits": "c"},
+    ]})  # fmt: skip
+    found = {(p.step_id, p.field): p.message for p in validate(bad)}
+    assert "conditional step" in found[("a", "edits")]
+    assert "unknown step 'nope'" in found[("b", "edits")]
+    assert "approval step" in found[("c", "edits")]
+
+
+def test_allowing_edits_is_a_weakening() -> None:
+    assert weakenings(gate(edits=False), gate(), None)[0].reason.startswith("edits become")
+    assert weakenings(gate(edits=False), gate(edits=False), None) == []
+    assert weakenings(gate(), gate(edits=False), None) == []  # stricter

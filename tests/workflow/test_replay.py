@@ -117,3 +117,15 @@ def test_governance_histories_took_their_paths() -> None:
     assert _activities("rerun_reused") == [contracts.LLM_ACTIVITY]  # `one` was reused
     assert _activities("daily_budget") == [contracts.LLM_ACTIVITY]
     assert "EVENT_TYPE_MARKER_RECORDED" in _types("daily_budget")  # usage: a local activity
+
+
+def test_edited_approval_history_took_its_path() -> None:
+    """approval_edited.json: a raw `approve` signal carrying an edit without a proof
+    (refused in the run), then a signed `decide` update with an edit, then `ship`."""
+    assert _signals("approval_edited") == ["approve"]
+    assert _updates("approval_edited") == ["decide"]
+    decide = next(e for e in _events("approval_edited")
+                  if e.HasField("workflow_execution_update_accepted_event_attributes"))  # fmt: skip
+    payload = decide.workflow_execution_update_accepted_event_attributes.accepted_request.input
+    assert b'"output":"Corrected notes for 1.0"' in payload.args.payloads[0].data
+    assert _activities("approval_edited").count(contracts.LLM_ACTIVITY) == 2
