@@ -18,15 +18,18 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from duratask.settings import ModelEndpoint
-from duratask.store.db import migrate
+from activities.llm.activity import LlmActivities
+from duratask.settings import ModelEndpoint, Settings
+from duratask.store.db import create_engine, migrate
+from duratask.store.rate_limits import RateLimiter
 from tests.fakes.openai_server import FakeLlmServer, serve_fake_llm
 from tests.helpers import definition, run_input, start
 from tests.stack import Stack, run_stack, stack_settings
 from worker.main import build_worker, worker_store
-from workflows.models import RunState
+from workflows.definition import ModelSpec
+from workflows.models import ChatMessage, LlmRequest, RunState
 from workflows.run_workflow import TaskRunWorkflow
 
 
@@ -189,3 +192,73 @@ async def test_two_workers_share_one_endpoint_rate_limit(
     # time between a call's start and its request's arrival)
     for i in range(len(times) - limit):
         assert times[i + limit] - times[i] >= 59.5, times
+
+
+# ------------------------------------------------------------ the activity's side
+
+
+def _llm_request(reservation: int | None = None) -> LlmRequest:
+    return LlmRequest(run_id="run-rl", step_id="ask", turn=1, reservation=reservation,
+                      model=ModelSpec(endpoint="limited"),
+                      messages=[ChatMessage(role="user", content="hello")])  # fmt: skip
+
+
+async def test_a_short_wait_is_slept_in_the_activity_heartbeating(
+    fake: FakeLlmServer, db_url: str
+) -> None:
+    """A slot a few seconds away: the activity waits for it itself, heartbeating that it
+    waits for the endpoint's limit, then calls; the server sees the two calls a window
+    apart (a 2 s window here, to keep the test short)."""
+    endpoint = ModelEndpoint(base_url=f"{fake.url}/v1", default_model="text",
+                             requests_per_minute=1)  # fmt: skip
+    settings = Settings(model_endpoints={"limited": endpoint},  # type: ignore[call-arg]
+                        rate_limit_inline_wait_s=10, _env_file=None)  # fmt: skip
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        llm = LlmActivities(settings, limiter=RateLimiter(engine, window_s=2.0))
+        beats: list[Any] = []
+        env = ActivityEnvironment()
+        env.on_heartbeat = lambda *d: beats.append(d[0] if d else None)
+        first = await env.run(llm.complete, _llm_request())
+        second = await env.run(llm.complete, _llm_request())
+        assert first.text == second.text == "You said: hello"
+        assert second.rate_limited is None and second.endpoint == "limited"
+        times = fake.times("text")
+        assert len(times) == 2 and times[1] - times[0] >= 1.9
+        assert any(isinstance(b, dict) and b.get("waiting_for_rate_limit") == "limited"
+                   for b in beats)  # fmt: skip
+    finally:
+        await engine.dispose()
+
+
+async def test_a_long_wait_goes_back_to_the_workflow_with_the_slot(
+    fake: FakeLlmServer, db_url: str
+) -> None:
+    """Past `rate_limit_inline_wait_s` the activity calls nothing and hands back its slot;
+    called again with it once the slot is due, it calls at once, and the slot is not
+    handed out twice."""
+    endpoint = ModelEndpoint(base_url=f"{fake.url}/v1", default_model="text",
+                             requests_per_minute=1)  # fmt: skip
+    settings = Settings(model_endpoints={"limited": endpoint},  # type: ignore[call-arg]
+                        rate_limit_inline_wait_s=0, _env_file=None)  # fmt: skip
+    engine = create_engine(db_url)
+    try:
+        await migrate(engine)
+        limiter = RateLimiter(engine, window_s=2.0)
+        llm = LlmActivities(settings, limiter=limiter)
+        env = ActivityEnvironment()
+        await env.run(llm.complete, _llm_request())
+        told = await env.run(llm.complete, _llm_request())
+        wait = told.rate_limited
+        assert wait is not None and told.text is None
+        assert wait.endpoint == "limited" and wait.limit == "requests_per_minute"
+        assert 1.0 < wait.wait_s <= 2.0
+        assert len(fake.times("text")) == 1  # nothing was sent for the waiting call
+        await asyncio.sleep(wait.wait_s)
+        answered = await env.run(llm.complete, _llm_request(wait.reservation))
+        assert answered.text == "You said: hello" and answered.rate_limited is None
+        assert len(fake.times("text")) == 2
+        assert await limiter.claim(wait.reservation, "limited") is None  # used once
+    finally:
+        await engine.dispose()
