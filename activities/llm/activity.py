@@ -10,6 +10,14 @@ A reply with no text and no tool call (a server's way of failing past the contex
 window), or one cut off by the token limit, fails the step: it is never a success.
 It heartbeats while the reply streams, so a cancellation (a steer, a cancelled run)
 reaches it at the next heartbeat, and the HTTP stream closes with it.
+
+Errors say whether they are transient (`details.transient`: the endpoint refused, failed
+or could not be reached), which is what moves a call to its fallback model; with a
+fallback next, a Retry-After longer than the request's `fallback_wait_s` is not waited
+for. An endpoint with rate limits gets a slot in the shared store before each call
+(duratask/store/rate_limits.py): a short wait is slept here, heartbeating; a longer one
+is handed back to the workflow (`LlmResponse.rate_limited`), which waits on a durable
+timer and calls again with the slot, so waiting never uses a retry attempt.
 """
 
 from __future__ import annotations

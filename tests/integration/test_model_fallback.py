@@ -188,10 +188,11 @@ async def test_two_workers_share_one_endpoint_rate_limit(
     assert all(r.steps[0].waiting_for_rate_limit is None for r in results)
     times = sorted(fake.times("text"))
     assert len(times) == 2 * limit
-    # no 60-second window at the server held more than the limit (a little slack for the
-    # time between a call's start and its request's arrival)
+    # no 60-second window at the server held more than the limit (slack for the time
+    # between a call's start and its request's arrival on a loaded machine; without the
+    # limit all four arrive within a second or two)
     for i in range(len(times) - limit):
-        assert times[i + limit] - times[i] >= 59.5, times
+        assert times[i + limit] - times[i] >= 58.0, times
 
 
 # ------------------------------------------------------------ the activity's side
