@@ -266,7 +266,8 @@ class AgentLoop:
         chain = model.chain()
         for index, spec in enumerate(chain):
             last = index == len(chain) - 1
-            wait = parse_duration(spec.fallback_wait or DEFAULT_FALLBACK_WAIT)
+            given = spec.fallback_wait
+            wait = parse_duration(given if given is not None else DEFAULT_FALLBACK_WAIT)
             call = req.model_copy(update={
                 "model": spec,
                 "fallback_wait_s": None if last else wait.total_seconds(),

@@ -161,7 +161,7 @@ class LlmActivities:
                     turn=req.turn,
                     attempt=info.attempt,
                 )
-                slot = await self._slot(target, req, info.attempt)
+                slot = await self._slot(target, req)
                 if isinstance(slot, RateLimitWait):  # the workflow waits for it, durably
                     return LlmResponse(endpoint=target.name, model=req.model.name,
                                        rate_limited=slot)  # fmt: skip
@@ -206,9 +206,7 @@ class LlmActivities:
         return response
 
     # ------------------------------------------------------------ rate limits
-    async def _slot(
-        self, target: Target, req: LlmRequest, attempt: int
-    ) -> int | RateLimitWait | None:
+    async def _slot(self, target: Target, req: LlmRequest) -> int | RateLimitWait | None:
         """The call's slot under its endpoint's limits: its id once it may start (after a
         short wait here), a `RateLimitWait` for the workflow when the wait is longer, or
         None when the endpoint has no limits."""
