@@ -1,9 +1,11 @@
-"""The console's run page shows which model answered a step (a fallback) and a call
+"""The console's run page and `duratask run show` show which model answered a step (a fallback) and a call
 waiting for its endpoint's rate limit, from the run state."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+import pytest
 
 from console.routes import env
 from workflows.models import RateLimitWait, RunState, RunStatus, StepModel, StepState
@@ -26,3 +28,21 @@ def test_run_page_names_the_fallback_and_the_rate_limit_wait() -> None:
     assert "answered by fallback spare/small" in html
     assert "waiting for the rate limit of hosted" in html
     assert html.count("answered by fallback") == 1  # not for the step's own model
+
+
+def test_run_show_names_the_fallback_and_the_rate_limit_wait(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from cli.runs import print_state
+
+    run = RunState(run_id="run-x", definition_id="d", definition_version=1, steps=[
+        StepState(id="a", action="llm_call", model=StepModel(endpoint="spare", name="small",
+                                                             fallback=1)),
+        StepState(id="b", action="llm_call", waiting_for_rate_limit=RateLimitWait(
+            endpoint="hosted", until=datetime(2026, 1, 1, tzinfo=UTC), wait_s=30,
+            reservation=7, limit="tokens_per_minute")),
+    ])  # fmt: skip
+    print_state(run.model_dump(mode="json"))
+    text = capsys.readouterr().out
+    assert "'a' was answered by fallback 1: spare/small" in text
+    assert "waiting for the rate limit of endpoint 'hosted' (tokens_per_minute)" in text
