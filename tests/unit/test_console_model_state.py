@@ -1,5 +1,5 @@
-"""The console's run page and `duratask run show` show which model answered a step (a fallback) and a call
-waiting for its endpoint's rate limit, from the run state."""
+"""The console's run page and `duratask run show` name the model that answered a step
+(a fallback) and a call waiting for its endpoint's rate limit, from the run state."""
 
 from __future__ import annotations
 
