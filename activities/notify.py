@@ -1,7 +1,9 @@
 """Notifications: always to the log, and to a webhook when one is configured.
 
 The webhook receives the idempotency key as a header, so a retried delivery can be
-recognised by the receiver as the same notification.
+recognised by the receiver as the same notification. An approval or input request
+(`req.delivery`) also carries a signed link per recipient, in the webhook's `links`
+and by e-mail when SMTP is configured (activities/delivery.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import delivery as delivering
 from duratask.logging import get_logger
 from duratask.settings import Settings
 from workflows import contracts
@@ -28,13 +31,16 @@ async def deliver(
     channel: str | None,
     data: dict[str, Any],
     idempotency_key: str,
+    links: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     log.info("notify", run_id=run_id, step_id=step_id, channel=channel, message=message)
     delivered = ["log"]
     url = settings.notify_webhook_url
     if url:
-        payload = {"run_id": run_id, "step_id": step_id, "message": message, "channel": channel,
+        payload: dict[str, Any] = {"run_id": run_id, "step_id": step_id, "message": message, "channel": channel,
                    "data": data}  # fmt: skip
+        if links is not None:
+            payload["links"] = links
         try:
             async with httpx.AsyncClient(timeout=10) as client:
                 resp = await client.post(
@@ -61,8 +67,12 @@ class NotifyActivities:
 
     @activity.defn(name=contracts.NOTIFY_ACTIVITY)
     async def notify(self, req: NotifyRequest) -> NotifyResult:
+        addressed = delivering.address(self.settings, req)
         delivered = await deliver(
             self.settings, req.run_id, req.step_id, req.message, req.channel, req.data,
             req.idempotency_key,
+            delivering.webhook_links(addressed) if req.delivery is not None else None,
         )  # fmt: skip
+        if await delivering.send_mail(self.settings, req, addressed):
+            delivered.append("email")
         return NotifyResult(delivered=delivered)

@@ -24,6 +24,7 @@ from api.routers import approvals, collab, definitions, events, health, runs
 from api.routers import audit as audit_router
 from api.routers import codec as codec_router
 from api.routers import governance as governance_router
+from api.routers import links as links_router
 from api.routers import metrics as metrics_router
 from api.routers import schedules as schedules_router
 from api.routers.compare import router as compare_router
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(approvals.router)
     app.include_router(governance_router.router)  # budget, input, rerun (docs/runs.md)
+    app.include_router(links_router.router)  # delivered links (docs/approvals.md#delivery)
     app.include_router(schedules_router.router)
     app.include_router(events.router)
     app.include_router(collab.router)

@@ -14,6 +14,14 @@ approvers change (an added approver weakens as much as a removed one: it lets
 someone new decide); `min_approvals` goes down; `on_timeout` becomes `approve`;
 its timeout is under `DURATASK_APPROVAL_MIN_TIMEOUT` (checked on every approval
 step of every version, new ones included).
+
+Tool policies (docs/approvals.md#tool-policies) are gates too: a version that keeps
+the stored `tool_policies` only as they were, with rules added after them, is never
+weaker (the first matching rule decides, so a rule added last only sees calls that
+were allowed anyway). Any other change to a list holding `approve` or `deny` rules
+is a weakening that needs an approver of every stored `approve` rule (or
+`tasks:admin`; a stored `deny` rule has no approvers, so only an admin may change it).
+An `approve` rule's timeout is held to the same floor as an approval step's.
 """
 
 from __future__ import annotations
@@ -81,12 +89,36 @@ def weakenings(
             found.append(Weakening(key, why, who))
         if now.on_timeout == "approve" and was.on_timeout != "approve":
             found.append(Weakening(key, "on_timeout becomes 'approve'", who))
+    found += _policy_weakenings(old, new, floor)
     if floor is not None:
         for key, step in after.items():
             if timeout_of(step) < floor:
                 who = tuple(before[key].approvers) if key in before else tuple(step.approvers)
                 why = f"its timeout {step.timeout} is under the floor of {floor}"
                 found.append(Weakening(key, why, who))
+    return found
+
+
+def _policy_weakenings(
+    old: TaskDefinition | None, new: TaskDefinition, floor: timedelta | None
+) -> list[Weakening]:
+    found: list[Weakening] = []
+    was = old.tool_policies if old is not None else []
+    gates = [r for r in was if r.action in ("approve", "deny")]
+    if gates and new.tool_policies[: len(was)] != was:
+        why = "the tool policies change other than by adding rules after the stored ones"
+        for i, rule in enumerate(was):  # each stored gate's approvers must agree
+            if rule.action in ("approve", "deny"):
+                what = f"{why} (stored rule {i}: {rule.action} {rule.tool})"
+                found.append(Weakening(f"tool_policies[{i}]", what, tuple(rule.approvers)))
+    if floor is not None:
+        for i, rule in enumerate(new.tool_policies):
+            if rule.action != "approve":
+                continue
+            timeout = parse_duration(rule.timeout) if rule.timeout is not None else None
+            if timeout is not None and timeout < floor:
+                why = f"its timeout {rule.timeout} is under the floor of {floor}"
+                found.append(Weakening(f"tool_policies[{i}]", why, tuple(rule.approvers)))
     return found
 
 
@@ -108,5 +140,13 @@ def check(
             403,
             f"'{who.identity}' may not weaken approval steps they may not approve ({each}); "
             "an approver of the step or a tasks:admin token can make this change",
-            problems=[{"field": f"steps.{w.step_id}", "message": w.reason} for w in denied],
+            problems=[
+                {
+                    "field": w.step_id
+                    if w.step_id.startswith("tool_policies")
+                    else f"steps.{w.step_id}",
+                    "message": w.reason,
+                }
+                for w in denied
+            ],
         )

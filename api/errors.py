@@ -57,6 +57,7 @@ ERROR_DESCRIPTIONS = {
     403: "The caller lacks the scope this needs",
     404: "Not found, or not visible to the caller",
     409: "Conflicts with the current state",
+    410: "Gone: the link has expired or was already used",
     413: "The body or an input is larger than a limit (the detail names it)",
     422: "Invalid input: `detail` says what is wrong, `problems` lists each field",
     502: "Temporal answered with an unexpected error",

@@ -136,7 +136,8 @@ class RequestObserver:
                 self.metrics.requests.labels(*labels).inc()
                 self.metrics.latency.labels(*labels).observe(elapsed)
             run_id = (scope.get("path_params") or {}).get("run_id") or fields.pop("run_id", None)
-            secret_path = "secret" in (scope.get("path_params") or {})  # /codec/ui/<secret>
+            params = scope.get("path_params") or {}  # /codec/ui/<secret>, /v1/links/<token>
+            secret_path = "secret" in params or "token" in params
             line: dict[str, Any] = {
                 "method": method,
                 "path": route if secret_path else scope["path"],
@@ -164,4 +165,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         # outermost, so the request's span is current in the observer and every handler
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="/metrics,/healthz,/readyz")
+        # a delivered link's URL is its credential: never a span attribute
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="/metrics,/healthz,/readyz,/v1/links/"
+        )

@@ -6,6 +6,7 @@ token), so there is no `--as` option: to decide as someone else, use their token
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import typer
@@ -59,6 +60,15 @@ def list_approvals(
         votes = f"{sum(v['decision'] == 'approve' for v in item['votes'])}/{item['min_approvals']}"
         table.add_row(item["run_id"], item.get("step_id") or "", item.get("definition_id") or "",
                       votes, (item.get("deadline") or "")[:16],
-                      escape((item.get("prompt") or "")[:80]))  # fmt: skip
+                      escape(_what(item)))  # fmt: skip
     out.print(table)
     out.print("decide with: duratask run approve|reject <run> -m '<comment>'")
+
+
+def _what(item: dict[str, Any]) -> str:
+    """The prompt, or for a held tool call the tool and its (masked) arguments."""
+    tool = item.get("tool")
+    if tool:
+        args = json.dumps(tool.get("arguments") or {}, sort_keys=True)
+        return f"tool {tool['name']} {args}"[:160]
+    return (item.get("prompt") or "")[:80]

@@ -61,7 +61,11 @@ def stats(
     table.add_row("success rate", "-" if rate is None else f"{rate * 100:.1f}%")
     d = s["duration_ms"]
     table.add_row("duration p50 / p95", f"{_n(d['p50'], unit=' ms')} / {_n(d['p95'], unit=' ms')}")
-    table.add_row("tokens", f"{_n(s['tokens']['total'])} (avg {_n(s['tokens']['avg_per_run'])})")
+    estimated = s.get("usage_estimated_runs") or 0
+    mark = f", {estimated} run(s) estimated" if estimated else ""
+    table.add_row(
+        "tokens", f"{_n(s['tokens']['total'])} (avg {_n(s['tokens']['avg_per_run'])}{mark})"
+    )
     table.add_row("cost", f"${s['cost_usd']['total']:.4f}")
     t = s["triggers"]
     table.add_row("proactive / manual / other", f"{t['proactive']} / {t['manual']} / {t['other']}")

@@ -64,6 +64,10 @@ def print_state(state: dict[str, Any]) -> None:
             f"{state['run_id']} -m '<comment>'",
             highlight=False,
         )
+        if pending.get("tool"):  # a tool call held by a policy: what it would do
+            args = json.dumps(pending["tool"].get("arguments") or {}, indent=1, sort_keys=True)
+            out.print(f"  tool [bold]{escape(pending['tool']['name'])}[/bold] arguments:\n"
+                      f"{escape(args)}", highlight=False)  # fmt: skip
     if state.get("error"):
         e = state["error"]
         out.print(f"[red]{e['code']}[/red]: {e['message']}")

@@ -52,6 +52,8 @@ env = jinja2.Environment(
     lstrip_blocks=True,
 )
 env.filters["tojson_attr"] = lambda v: json.dumps(v, default=str)
+# readable JSON for text (a held tool call's arguments); autoescape makes it safe
+env.filters["pretty_json"] = lambda v: json.dumps(v, default=str, indent=1, ensure_ascii=False)
 
 
 class SignInRequired(Exception):

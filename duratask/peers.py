@@ -44,6 +44,7 @@ AGREED = (
     "approval_key",
     "encryption_keys",
     "max_subtask_depth",
+    "delivery_link_key",  # workers sign delivered links, gateways check them
 )
 
 

@@ -37,4 +37,5 @@ def run_config(settings: Settings) -> RunConfig:
         daily_per_definition={
             k: DailyLimits(**v.model_dump()) for k, v in s.budget_daily_per_definition.items()
         },
+        tool_policies=list(s.tool_policies),
     )

@@ -10,8 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workflows.definition import ToolPolicy
+from workflows.tool_rules import problems as policy_problems
 
 STATE_DIR = Path(".duratask")
 
@@ -361,6 +364,36 @@ class Settings(BaseSettings):
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    # --- tool policies (docs/approvals.md#tool-policies): organisation-wide rules over
+    # the agents' tool calls, tried before each definition's own; JSON in the environment
+    # (DURATASK_TOOL_POLICIES='[{"tool": "http_request", "action": "deny", ...}]').
+    # Pinned in each run's config when it starts.
+    tool_policies: list[ToolPolicy] = Field(default_factory=list)
+
+    @field_validator("tool_policies")
+    @classmethod
+    def _valid_policies(cls, rules: list[ToolPolicy]) -> list[ToolPolicy]:
+        found = policy_problems(rules, "tool_policies")
+        if found:
+            raise ValueError("; ".join(f"{field}: {message}" for field, message in found))
+        return rules
+
+    # Delivery of approval and input requests (docs/approvals.md#delivery): the notify
+    # webhook and e-mail, each recipient with a signed, single-use link to a decision page
+    # at `public_url`. The link key signs on workers and verifies on gateways (set both);
+    # without it requests are still delivered, without links.
+    delivery_link_key: SecretStr | None = None
+    delivery_link_ttl: str = "24h"  # never beyond the request's own deadline
+    delivery_groups: dict[str, list[str]] = Field(default_factory=dict)  # group -> people
+    smtp_host: str | None = None  # e-mail is off without it
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_from: str = "duratask@localhost"
+    smtp_starttls: bool = True
+    smtp_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = 10.0
 
 
 @lru_cache

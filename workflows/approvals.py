@@ -13,6 +13,10 @@ identities and group names compare case-insensitively.
 
 Unanswered approvals never hang forever nor pass silently: the step's `timeout`
 (default 24h) ends the wait and `on_timeout` (default `reject`) decides.
+
+A tool call a policy holds for approval (`workflows/tool_policies.py`) waits here too,
+as a pending approval of the agent's step that also names the tool and its (redacted)
+arguments: one machinery, so approvers, proofs, reminders and listings are the same.
 """
 
 from __future__ import annotations
@@ -25,16 +29,17 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import contracts, proofs
-from workflows.definition import ApprovalStep
+from workflows.definition import ApprovalStep, Step, ToolPolicy
 from workflows.durations import parse_duration
 from workflows.errors import fail
 from workflows.events import EventType
 from workflows.models import (
     ApprovalDecision,
     ApprovalOutcome,
+    Delivery,
     NotifyRequest,
     NotifyResult,
     RunStatus,
@@ -78,6 +83,7 @@ class _Pending:
     deadline: datetime
     votes: dict[str, dict[str, Any]] = field(default_factory=dict)
     reminders: int = 0
+    tool: dict[str, Any] | None = None  # a held tool call: name, arguments, call_id, policy
 
     @property
     def approvals(self) -> list[dict[str, Any]]:
@@ -101,7 +107,9 @@ class _Pending:
 
     def public(self) -> dict[str, Any]:
         """What `RunState.pending_approvals` and the visibility memo show."""
+        extra = {"kind": "tool_call", "tool": self.tool} if self.tool is not None else {}
         return {
+            **extra,
             "step_id": self.step.id,
             "prompt": self.prompt,
             "approvers": list(self.step.approvers),
@@ -270,6 +278,73 @@ class Approvals:
         self._unpark()
         return self._conclude(p, timed_out)
 
+    async def tool_call(
+        self, step: Step, rule: ToolPolicy, prompt: str, tool: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Hold a tool call of `step` until `rule.approvers` decide; the outcome (never
+        raises for a refusal: the model is told, and the step goes on)."""
+        # one pending approval at a time: calls of one turn that all need approval queue.
+        # Re-checked after each wake-up: several waiters can wake in the same pass, and
+        # the first to run takes the slot (it sets `pending` before its next await).
+        while self.pending is not None:
+            await workflow.wait_condition(lambda: self.pending is None)
+        gate = ApprovalStep(
+            id=step.id, label=step.label, approvers=rule.approvers,
+            min_approvals=rule.min_approvals, timeout=rule.timeout,
+            on_timeout=rule.on_timeout, reminder=rule.reminder, prompt=prompt,
+        )  # fmt: skip
+        now = workflow.now()
+        p = _Pending(step=gate, prompt=prompt, requested_at=now,
+                     deadline=now + timeout_of(gate), tool=tool)  # fmt: skip
+        self.pending = p
+        self._park(p)
+        self.wf.tracker.emit(
+            EventType.TOOL_APPROVAL_REQUESTED, step.id, prompt, tool=tool["name"],
+            arguments=tool["arguments"], call_id=tool["call_id"], policy=tool["policy"],
+            approvers=list(rule.approvers), min_approvals=rule.min_approvals,
+            deadline=p.deadline.isoformat(),
+        )  # fmt: skip
+        try:
+            await self._notify(p, "requested")
+            timed_out = await self._wait(p)
+        except asyncio.CancelledError:
+            self._unpark()
+            raise
+        self._unpark()
+        rejection = p.rejection
+        approvals = p.approvals
+        if rejection is not None:
+            decision, decider = "reject", rejection
+        elif len(approvals) >= rule.min_approvals:
+            decision, decider = "approve", approvals[-1]
+        else:
+            decision, decider = ("approve" if rule.on_timeout == "approve" else "reject"), None
+        approvers: list[str] = [v["approver"] for v in approvals] if decision == "approve" else []
+        out: dict[str, Any] = {
+            "decision": decision,
+            "approved": decision == "approve",
+            "timed_out": timed_out and decider is None,
+            "approver": decider["approver"] if decider else None,
+            "comment": decider["comment"] if decider else None,
+            "approvers": approvers,
+            "votes": list(p.votes.values()),
+        }
+        if out["timed_out"]:
+            message = f"tool call {tool['name']} timed out: {decision} (on_timeout)"
+            decided_by = "timeout"
+        elif decision == "reject":
+            message = f"tool call {tool['name']} rejected by {out['approver']}"
+            decided_by = str(out["approver"])
+        else:
+            decided_by = ", ".join(approvers)
+            message = f"tool call {tool['name']} approved by {decided_by}"
+        self.wf.tracker.emit(
+            EventType.TOOL_APPROVAL_DECIDED, step.id, message, tool=tool["name"],
+            call_id=tool["call_id"], arguments=tool["arguments"], policy=tool["policy"],
+            decided_by=decided_by, **out,
+        )  # fmt: skip
+        return out
+
     def _park(self, p: _Pending) -> None:
         t = self.wf.tracker
         approvers = sorted({normalise(a) for a in p.step.approvers})
@@ -340,6 +415,14 @@ class Approvals:
             channel="approvals",
             data={"kind": f"approval_{kind.split('-')[0]}", **p.public()},
             idempotency_key=self.wf.idempotency_key(p.step.id, f"approval-{kind}"),
+            delivery=Delivery(
+                kind="approval",
+                visit=p.requested_at.isoformat(),
+                recipients=list(p.step.approvers),
+                skip=sorted(p.votes),
+                deadline=p.deadline,
+                prompt=p.prompt,
+            ),
         )
         try:
             await workflow.execute_activity(
@@ -352,8 +435,9 @@ class Approvals:
                 priority=self.wf.temporal_priority(),
             )
         except Exception as e:  # ActivityError; cancellation (BaseException) passes through
+            why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
             self.wf.tracker.emit(
-                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {e}"
+                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {why}"
             )
 
     # ------------------------------------------------------------ the outcome

@@ -31,6 +31,8 @@ SA_APPROVERS = SearchAttributeKey.for_keyword_list("DurataskApprovers")
 SA_TOKENS = SearchAttributeKey.for_int("DurataskTokens")
 SA_COST = SearchAttributeKey.for_float("DurataskCostUsd")
 SA_DURATION_MS = SearchAttributeKey.for_int("DurataskDurationMs")
+# True when the run's tokens/cost include estimates (a model server sent no usage)
+SA_USAGE_ESTIMATED = SearchAttributeKey.for_bool("DurataskUsageEstimated")
 
 SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_DEFINITION,
@@ -45,6 +47,7 @@ SEARCH_ATTRIBUTES: list[SearchAttributeKey[Any]] = [
     SA_COST,
     SA_DURATION_MS,
     SA_TEAM,
+    SA_USAGE_ESTIMATED,
 ]
 
 # Error codes (RunError.code / ApplicationError.type)
@@ -64,6 +67,7 @@ E_SUBTASK_DEPTH = "SUBTASK_DEPTH_EXCEEDED"
 E_WORKER_SHUTDOWN = "WorkerShutdown"
 HEARTBEAT_TIMEOUT_TYPE = "TemporalTimeout:Heartbeat"
 E_WORKER_LOST = "WORKER_LOST"
+E_TOOL_POLICY = "TOOL_POLICY_ERROR"  # a tool policy's `when` failed (docs/approvals.md)
 E_BUDGET = "BUDGET_EXCEEDED"  # a token or cost limit reached (docs/models-and-tools.md#budgets)
 
 # Why a `decide` update was refused (ApplicationError.type): the gateway maps them

@@ -319,6 +319,35 @@ ACTIONS = (
 )
 
 
+class ToolPolicy(_Model):
+    """A rule over the agent's tool calls (docs/approvals.md#tool-policies).
+
+    The first rule whose `tool` matches the call's tool name (exact, or a `*` pattern
+    such as `mcp:crm/*`) and whose `when` (an expression over `args`, `tool`, `input`,
+    `run`, `steps`) is true decides: `allow` runs the call, `deny` answers the model
+    with a tool error, `approve` parks the call until `approvers` decide. Organisation
+    rules (settings) are tried before the definition's own; no match: allowed.
+    """
+
+    tool: str = Field(min_length=1, max_length=200)
+    when: str | None = Field(default=None, max_length=4000)
+    action: Literal["allow", "deny", "approve"]
+    reason: str | None = Field(default=None, max_length=2000)
+    approvers: list[str] = Field(default_factory=list)
+    min_approvals: int = Field(default=1, ge=1)
+    timeout: Duration | None = None
+    on_timeout: Literal["reject", "approve"] = "reject"
+    reminder: Duration | None = None
+
+    _d = field_validator("timeout", "reminder")(_check_duration)
+
+    @model_validator(mode="after")
+    def _approvers_for_approve(self) -> ToolPolicy:
+        if self.action == "approve" and not self.approvers:
+            raise ValueError("an 'approve' rule needs at least one entry in 'approvers'")
+        return self
+
+
 class TaskDefinition(_Model):
     id: str = Field(pattern=ID_PATTERN)
     name: str | None = None
@@ -330,6 +359,8 @@ class TaskDefinition(_Model):
     steps: list[Step] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
     regression: RegressionSpec | None = None
+    # rules over the agent's tool calls, after the organisation's (settings)
+    tool_policies: list[ToolPolicy] = Field(default_factory=list)
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:

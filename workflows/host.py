@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 if TYPE_CHECKING:
     from temporalio.common import Priority as TemporalPriority
 
+    from workflows.approvals import Approvals
     from workflows.budget import Budget
     from workflows.definition import Step, TaskDefinition
     from workflows.mcp_tools import McpToolSpec
@@ -41,6 +42,7 @@ class RunHost(Protocol):
     executions: dict[str, int]
     priority: Priority
     budget: Budget  # token / cost limits, checked after every model call
+    approvals: Approvals  # approval steps, and tool calls a policy holds for approval
 
     # the workflow's own entry points: children run the same workflow type
     # (`type(host).run`) and are told of a cancel with its signal

@@ -6,22 +6,28 @@ Update's validator, inside the workflow, so a wrong value is refused before it i
 written to history and the caller learns which field is wrong from the workflow's own
 answer; the gateway only checks who may submit. Top-level `default`s of an object schema
 fill missing properties before validating. The value becomes the step's output.
+
+Who is asked: the run's owner and its team (those who may submit). The request is sent
+to them like an approval (docs/approvals.md#delivery), through the notify activity; a
+failed delivery is an `input.notify_failed` event and never fails the step.
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import contracts
 from workflows.durations import parse_duration
 from workflows.errors import fail
 from workflows.events import EventType
-from workflows.models import InputSubmission, RunStatus
+from workflows.models import Delivery, InputSubmission, NotifyRequest, NotifyResult, RunStatus
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
     from workflows.host import RunHost
 
 MAX_PROBLEMS = 20
+PATCH_DELIVERY = "input-delivery"  # an input step sends its request (notify activity)
+NOTIFY_TIMEOUT = timedelta(minutes=1)
 
 
 def with_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -70,12 +78,23 @@ class HumanInput:
     async def run(self, step: InputStep) -> tuple[Any, bool, str | None]:
         t = self.wf.tracker
         prompt = render_text(step.prompt, self.wf.namespace()) if step.prompt else None
-        t.state.pending_inputs[step.id] = {"schema": step.schema_, "prompt": prompt}
+        now = workflow.now()
+        t.state.pending_inputs[step.id] = {"schema": step.schema_, "prompt": prompt,
+                                           "requested_at": now.isoformat()}  # fmt: skip
         t.set_status(RunStatus.awaiting_input)
         t.emit(EventType.AWAITING_INPUT, step.id, prompt or f"{step.title}: waiting for input")
         timeout = parse_duration(step.timeout) if step.timeout is not None else None
         try:
-            await workflow.wait_condition(lambda: step.id in self.values, timeout=timeout)
+            if workflow.patched(PATCH_DELIVERY):
+                await self._notify(step, prompt, now, timeout)
+                if timeout is not None:  # the delivery's time counts against the wait
+                    timeout -= workflow.now() - now
+                if step.id not in self.values:
+                    if timeout is not None and timeout <= timedelta(0):
+                        raise TimeoutError
+                    await workflow.wait_condition(lambda: step.id in self.values, timeout=timeout)
+            else:
+                await workflow.wait_condition(lambda: step.id in self.values, timeout=timeout)
         except TimeoutError:
             raise fail(
                 contracts.E_TIMEOUT, f"no input for step '{step.id}' within {step.timeout}"
@@ -84,6 +103,50 @@ class HumanInput:
             t.state.pending_inputs.pop(step.id, None)
         t.set_status(RunStatus.running)
         return self.values.pop(step.id), False, None
+
+    async def _notify(
+        self, step: InputStep, prompt: str | None, now: datetime, timeout: timedelta | None
+    ) -> None:
+        """Send the request to the run's owner and team (log, webhook, e-mail with links)."""
+        st = self.wf.tracker.state
+        people = [p for p in (st.owner, f"group:{st.team}" if st.team else None) if p]
+        req = NotifyRequest(
+            run_id=st.run_id,
+            step_id=step.id,
+            message=f"Input requested for run {st.run_id}, step '{step.title}'"
+            + (f": {prompt}" if prompt else ""),
+            channel="inputs",
+            data={
+                "kind": "input_requested",
+                "step_id": step.id,
+                "prompt": prompt,
+                "schema": step.schema_,
+                "requested_at": now.isoformat(),
+            },
+            idempotency_key=self.wf.idempotency_key(step.id, "input-requested"),
+            delivery=Delivery(
+                kind="input",
+                visit=now.isoformat(),
+                recipients=people,
+                deadline=now + timeout if timeout is not None else None,
+                prompt=prompt,
+            ),
+        )
+        try:
+            await workflow.execute_activity(
+                contracts.NOTIFY_ACTIVITY,
+                req,
+                result_type=NotifyResult,
+                start_to_close_timeout=NOTIFY_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"{step.id}: input requested",
+                priority=self.wf.temporal_priority(),
+            )
+        except Exception as e:  # ActivityError; cancellation (BaseException) passes through
+            why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
+            self.wf.tracker.emit(
+                EventType.INPUT_NOTIFY_FAILED, step.id, f"could not deliver the request: {why}"
+            )
 
     # ------------------------------------------------------------ the Update
     def validate(self, req: InputSubmission) -> None:

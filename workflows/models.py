@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.contrib.workflow_streams import WorkflowStreamState
 
-from workflows.definition import ModelSpec, TaskDefinition
+from workflows.definition import ModelSpec, TaskDefinition, ToolPolicy
 from workflows.mcp_tools import McpToolSpec
 
 
@@ -149,6 +149,9 @@ class RunConfig(_Model):
     # definition id ("*": each definition); set, every model call is recorded in the store
     daily_per_owner: DailyLimits | None = None
     daily_per_definition: dict[str, DailyLimits] = Field(default_factory=dict)
+    # organisation-wide tool policies (settings `tool_policies`), tried before the
+    # definition's own (docs/approvals.md#tool-policies)
+    tool_policies: list[ToolPolicy] = Field(default_factory=list)
 
 
 class AgentCarry(_Model):
@@ -592,6 +595,21 @@ class McpListResult(_Model):
     tools: list[McpToolSpec] = Field(default_factory=list)
 
 
+class Delivery(_Model):
+    """A request people must act on (an approval or an `input` step): the notify activity
+    sends each recipient a signed link to its decision page (docs/approvals.md#delivery).
+
+    Only what names the request is here; the links are made in the activity, with a key
+    the workflow never sees, so no link ever enters history."""
+
+    kind: Literal["approval", "input"]
+    visit: str  # when the step started waiting (ISO): a link is good for this visit only
+    recipients: list[str] = Field(default_factory=list)  # identities and `group:<name>`
+    skip: list[str] = Field(default_factory=list)  # who already decided (lower-cased)
+    deadline: datetime | None = None  # no link outlives the request
+    prompt: str | None = None
+
+
 class NotifyRequest(_Model):
     run_id: str
     step_id: str | None = None
@@ -599,6 +617,7 @@ class NotifyRequest(_Model):
     channel: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str
+    delivery: Delivery | None = None  # an approval or input request: links for its people
 
 
 class NotifyResult(_Model):

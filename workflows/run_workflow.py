@@ -74,6 +74,7 @@ with workflow.unsafe.imports_passed_through():
         pending_bundle,
     )
     from workflows.templates import render_text, render_value
+    from workflows.tool_policies import ToolGate
     from workflows.tracker import RunTracker, clip
 
 DEFAULT_TIMEOUTS = {
@@ -108,6 +109,7 @@ class TaskRunWorkflow:
         self.approvals = Approvals(self)
         self.budget = Budget(self)
         self.human_input = HumanInput(self)
+        self.tool_gate = ToolGate(self)  # tool policies (docs/approvals.md#tool-policies)
         # continue-as-new: pick up where the previous execution stopped
         self.resume_step: str | None = None  # continued in the middle of this step
         self.next_step: str | None = None  # continued before this step
@@ -523,6 +525,11 @@ class TaskRunWorkflow:
             msg = f"tool '{tool}' is not allowed in this task (allowed: {', '.join(allowed) or 'none'})"
             t.emit(EventType.TOOL_COMPLETED, step.id, msg, tool=tool, call_id=call_id, error=True)
             return ToolResult(error=msg)
+        refused = await self.tool_gate.check(step, tool, args, call_id)
+        if refused is not None:  # denied by a policy, or its approval refused / timed out
+            t.emit(EventType.TOOL_COMPLETED, step.id, refused.error, tool=tool, call_id=call_id,
+                   error=True)  # fmt: skip
+            return refused
         req = ToolRequest(
             run_id=t.state.run_id,
             step_id=step.id,

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 from workflows import contracts
 from workflows.events import EventType
@@ -34,6 +35,8 @@ EventSink = Callable[[RunEvent], None]
 # this many bytes in all, far below Temporal's 2 MB payload limit; past it, a step's
 # output is kept as a preview marked truncated. Templates still see the full values.
 STATE_OUTPUT_BUDGET = 1_000_000
+# a run whose usage includes estimates says so in visibility (`/v1/stats`)
+PATCH_USAGE_ESTIMATED = "usage-estimated-search-attribute"
 PREVIEW_BYTES = 2_000
 
 
@@ -141,13 +144,15 @@ class RunTracker:
             self.state.progress.estimated_time_remaining_ms = 0
         self.state.progress.current_step = None
         usage = self.state.usage
-        workflow.upsert_search_attributes(
-            [
-                contracts.SA_TOKENS.value_set(usage.total_tokens),
-                contracts.SA_COST.value_set(usage.cost_usd),
-                contracts.SA_DURATION_MS.value_set(self.state.duration_ms or 0),
-            ]
-        )
+        figures: list[SearchAttributeUpdate[Any]] = [
+            contracts.SA_TOKENS.value_set(usage.total_tokens),
+            contracts.SA_COST.value_set(usage.cost_usd),
+            contracts.SA_DURATION_MS.value_set(self.state.duration_ms or 0),
+        ]
+        # runs recorded before the flag existed replay without it
+        if usage.estimated and workflow.patched(PATCH_USAGE_ESTIMATED):
+            figures.append(contracts.SA_USAGE_ESTIMATED.value_set(True))
+        workflow.upsert_search_attributes(figures)
         self.set_status(status)
 
     # ------------------------------------------------------------ steps

@@ -29,6 +29,7 @@ from workflows.expressions import ExpressionError, parse
 from workflows.mcp_tools import is_mcp, tool_allowed
 from workflows.mcp_tools import split as split_mcp
 from workflows.templates import check, check_value
+from workflows.tool_rules import problems as policy_problems
 
 Resolver = Callable[[str], TaskDefinition | None]
 
@@ -56,6 +57,10 @@ def validate(
 ) -> list[Problem]:
     problems = _check_steps(definition, definition.steps, known_tools, prefix="")
     problems += _check_tools(definition, known_tools)
+    problems += [
+        Problem(message, None, field)
+        for field, message in policy_problems(definition.tool_policies, "tool_policies")
+    ]
     if resolve is not None:
         problems += _check_subtasks(definition, resolve)
     return problems

@@ -36,6 +36,7 @@ class RunRecord:
     duration_ms: int | None
     tokens: int | None
     cost_usd: float | None
+    usage_estimated: bool = False  # tokens/cost include estimates (no usage from the server)
 
     @property
     def terminal(self) -> bool:
@@ -64,6 +65,7 @@ def record_of(w: WorkflowExecution) -> RunRecord:
         duration_ms=duration if closed else None,
         tokens=sa.get(contracts.SA_TOKENS),
         cost_usd=sa.get(contracts.SA_COST),
+        usage_estimated=bool(sa.get(contracts.SA_USAGE_ESTIMATED)),
     )
 
 

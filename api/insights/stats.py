@@ -50,6 +50,8 @@ class RunStats(BaseModel):
     duration_ms: Distribution  # of completed runs
     tokens: Totals
     cost_usd: Totals
+    # ended runs whose tokens and cost include estimates: their model server sent no usage
+    usage_estimated_runs: int = 0
     triggers: TriggerCounts
     by_definition: dict[str, int] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
@@ -79,6 +81,12 @@ def summarize(
         if exact is not None:  # counts over every run, not only the scanned ones
             finished = sum(exact.get(k, 0) for k in EXEC_FINISHED)
             success = exact.get(EXEC_SUCCESS, 0)
+    estimated = sum(1 for r in ended if r.usage_estimated)
+    if estimated:
+        notes.append(
+            f"tokens and cost of {estimated} run(s) include estimates: their model server "
+            "reported no usage"
+        )
     durations = [
         float(r.duration_ms)
         for r in ended
@@ -100,6 +108,7 @@ def summarize(
         duration_ms=distribution(durations),
         tokens=_totals([r.tokens for r in ended]),
         cost_usd=_totals([r.cost_usd for r in ended], digits=6),
+        usage_estimated_runs=estimated,
         triggers=trigger_counts(records),
         by_definition=dict(Counter(r.definition_id or "unknown" for r in records)),
         notes=notes,

@@ -62,8 +62,23 @@ class DecisionAccepted(BaseModel):
     done: bool
 
 
+class HeldToolCall(BaseModel):
+    """A tool call a policy holds for approval (docs/approvals.md#tool-policies)."""
+
+    name: str
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="the call's arguments, secrets masked"
+    )
+    call_id: str | None = None
+    policy: str | None = Field(default=None, description="the rule that holds it")
+
+
 class PendingApproval(BaseModel):
     run_id: str
+    kind: Literal["step", "tool_call"] = Field(
+        default="step", description="an approval step, or a tool call held by a policy"
+    )
+    tool: HeldToolCall | None = None
     definition_id: str | None = None
     owner: str | None = None
     step_id: str | None = None
@@ -98,7 +113,8 @@ DECIDE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/v1/runs/{run_id}/approvals", responses=DECIDE_RESPONSES)
 async def decide(run_id: str, body: DecisionRequest, runs: Runs, who: Approver) -> DecisionAccepted:
-    """Approve or reject the approval step a run waits at, as the caller.
+    """Approve or reject the approval step a run waits at (or the tool call a tool
+    policy holds there), as the caller.
 
     404 unless it is a duratask run the caller may see (owner, team, admin, or an
     approver of the step it waits at). The decision is then signed for the caller and
@@ -183,6 +199,8 @@ async def _item(runs: RunService, w: WorkflowExecution) -> PendingApproval:
         run_id=w.id,
         definition_id=sa.get(contracts.SA_DEFINITION),
         owner=sa.get(contracts.SA_OWNER),
+        kind="tool_call" if memo.get("tool") else "step",
+        tool=memo.get("tool"),
         step_id=memo.get("step_id"),
         prompt=memo.get("prompt"),
         approvers=memo.get("approvers") or list(sa.get(contracts.SA_APPROVERS) or []),

@@ -175,6 +175,20 @@ class RunMentionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class UsedLinkRow(Base):
+    """A delivered link that was used (duratask/links.py): a link decides only once.
+    Rows past `expires_at` can go: the link is refused as expired anyway."""
+
+    __tablename__ = "used_links"
+
+    link_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(512))
+    step_id: Mapped[str] = mapped_column(String(200))
+    recipient: Mapped[str] = mapped_column(String(320))
+    used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class RateLimitLockRow(Base):
     """One row per rate-limited model endpoint: updating it is the lock that serialises
     every worker's reservations for that endpoint (SQLite and PostgreSQL alike)."""

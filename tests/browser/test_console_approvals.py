@@ -122,3 +122,36 @@ async def test_an_approver_outside_the_team_decides_but_may_not_change(
     await expect(carol.locator("#error-detail")).to_have_text(f"run '{run_id}' not found")
     r = await stack.http.get(f"/v1/runs/{run_id}", headers={"Authorization": "Bearer carol-key"})
     assert r.status_code == 404, r.text
+
+
+async def test_a_held_tool_call_shows_its_tool_and_arguments(sign_in: SignIn, stack: Stack) -> None:
+    """A tool policy holds the agent's call: the inbox names the tool and its (masked)
+    arguments, and approving there runs it (docs/approvals.md#tool-policies)."""
+    call = {"id": "c1", "name": "record", "arguments": {"note": "refund <b>42</b>",
+                                                        "api_token": "tok-very-secret-1"}}  # fmt: skip
+    await put_shared(stack, {
+        "id": "refunds", "tools": ["record"],
+        "tool_policies": [{"tool": "record", "when": "args.note | contains('refund')",
+                           "action": "approve", "approvers": ["alice"]}],
+        "steps": [{"id": "agent", "action": "llm_call", "prompt": "Refund it.",
+                   "model": {"provider": "scripted", "name": "script",
+                             "script": [{"tool_calls": [call]}, {"text": "refunded"}]}}],
+    })  # fmt: skip
+    run_id = (await start_shared(stack, "refunds"))["run_id"]
+    await awaiting(stack, run_id)
+    alice = await sign_in("alice")
+    await alice.goto("/ui/approvals")
+    item = alice.locator(f"article[data-run='{run_id}']")
+    await expect(item.locator(".tool-name")).to_have_text("record")
+    await expect(item.locator(".tool-args")).to_contain_text("refund <b>42</b>")  # escaped
+    await expect(item.locator(".tool-args")).not_to_contain_text("tok-very-secret-1")
+    assert "tok-very-secret-1" not in await alice.content()
+    await alice.goto(f"/ui/runs/{run_id}")
+    await expect(alice.locator(".approval .tool-name")).to_have_text("record")
+    assert "tok-very-secret-1" not in await alice.content()
+    await shot(alice, "approval-tool-call")
+    await alice.get_by_role("button", name="Approve").click()
+    result = await stack.wait_result(run_id)
+    assert result["status"] == "completed", result
+    convo = result["state"]["steps"][0]["conversation"]
+    assert any(m["role"] == "tool" and "recorded" in (m["content"] or "") for m in convo)

@@ -16,9 +16,11 @@ import shutil
 import sys
 import tempfile
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowHistory
@@ -32,11 +34,12 @@ from duratask.logging import get_logger
 from duratask.settings import Settings
 from duratask.store.db import create_engine, migrate
 from duratask.store.definitions import DefinitionStore
-from tests.helpers import definition, make_worker, run_input, start
+from tests.helpers import APPROVAL_KEY, definition, make_worker, run_input, start
 from worker.client import ensure_search_attributes
-from workflows import contracts
+from workflows import contracts, proofs
 from workflows.mcp_tools import spec
 from workflows.models import (
+    ApprovalDecision,
     BudgetRaise,
     DailyLimits,
     InputSubmission,
@@ -441,6 +444,34 @@ async def record_input_step() -> None:
         await env.shutdown()
 
 
+async def record_input_delivered() -> None:
+    """An `input` step that sends its request to the owner and team (the notify activity,
+    patch `input-delivery`) before it waits, with a timeout; then a valid value."""
+    env = await _env()
+    try:
+        schema = {"type": "object", "properties": {"name": {"type": "string"}},
+                  "required": ["name"]}  # fmt: skip
+        defn = definition(
+            [{"id": "ask", "action": "input", "schema": schema, "prompt": "Name?",
+              "timeout": "1h"},
+             {"id": "use", "action": "llm_call", "prompt": "hi {{ steps.ask.output.name }}"}],
+            id="input-delivered",
+        )  # fmt: skip
+        async with make_worker(env.client, "record-input-delivered", settings=SETTINGS):
+            handle = await start(env.client, "record-input-delivered",
+                                 run_input(defn, owner="wes", team="blue"),
+                                 id="run-input_delivered")  # fmt: skip
+            await _status(handle, "awaiting_input")
+            await handle.execute_update(
+                TaskRunWorkflow.submit_input,
+                InputSubmission(step_id="ask", value={"name": "Ada"}, by="wes"),
+            )
+            await handle.result()
+        _save("input_delivered", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 async def record_rerun_reused() -> None:
     """A re-run from `three`: `one` and `two` reused (no activity), the rest executed."""
     env = await _env()
@@ -482,6 +513,64 @@ async def record_daily_budget() -> None:
             await env.shutdown()
 
 
+async def record_usage_estimated() -> None:
+    """A model server that reports no usage (a llama.cpp stream, replayed): the run's
+    usage is estimated, and its end sets `DurataskUsageEstimated` behind a patch."""
+    from duratask.settings import ModelEndpoint
+    from tests.fakes.openai_server import serve_fake_llm
+
+    env = await _env()
+    try:
+        async with serve_fake_llm() as fake:
+            endpoint = ModelEndpoint(kind="openai", base_url=f"{fake.url}/v1")
+            settings = Settings(_env_file=None, model_endpoints={"local": endpoint},  # type: ignore[call-arg]
+                                default_endpoint="local")  # fmt: skip
+            defn = definition([{"id": "ask", "action": "llm_call", "prompt": "hi",
+                                "model": {"endpoint": "local", "name": "replay-llamacpp_text"}}],
+                              id="usage-estimated")  # fmt: skip
+            async with make_worker(env.client, "record-usage", settings=settings):
+                handle = await start(env.client, "record-usage", run_input(defn),
+                                     id="run-usage_estimated")  # fmt: skip
+                state = await handle.result()
+            assert state.usage.estimated, state.usage
+        _save("usage_estimated", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_tool_policy_approved() -> None:
+    """A tool call a policy holds for approval: parked, approved (a signed decision),
+    then run once (docs/approvals.md#tool-policies)."""
+    env = await _env()
+    try:
+        script = [{"tool_calls": [{"id": "c1", "name": "lookup", "arguments": {"q": "close"}}]},
+                  {"text": "closed"}]  # fmt: skip
+        defn = definition(
+            [{"id": "agent", "action": "llm_call", "prompt": "Close it.",
+              "model": {"provider": "scripted", "name": "script", "script": script}}],
+            id="tool-policy-approved", tools=["lookup"],
+            tool_policies=[{"tool": "lookup", "when": "args.q == 'close'", "action": "approve",
+                            "approvers": ["lead@example.com"], "timeout": "1h"}],
+        )  # fmt: skip
+        settings = Settings(_env_file=None, approval_key=SecretStr(APPROVAL_KEY))  # type: ignore[call-arg]
+        acts = [LlmActivities(settings, build_registry(settings)).complete,
+                NotifyActivities(settings).notify, lookup]  # fmt: skip
+        async with make_worker(env.client, "record-toolpol", settings=settings, activities=acts):
+            handle = await start(env.client, "record-toolpol", run_input(defn),
+                                 id="run-tool_policy_approved")  # fmt: skip
+            await _status(handle, "awaiting_approval")
+            state = await handle.query(TaskRunWorkflow.state)
+            asked = datetime.fromisoformat(state.pending_approvals[0]["requested_at"])
+            plain = ApprovalDecision(decision="approve", approver="lead@example.com")
+            signed = proofs.sign(APPROVAL_KEY.encode(), handle.id, plain, step_id="agent",
+                                 nonce=uuid.uuid4().hex, issued_at=asked)  # fmt: skip
+            await handle.execute_update(TaskRunWorkflow.decide, signed)
+            await handle.result()
+        _save("tool_policy_approved", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 async def record_rate_limit_wait() -> None:
     """An endpoint limited to one request a window: the second step's call waits for its
     slot with a durable timer (docs/models-and-tools.md#rate-limits)."""
@@ -519,9 +608,12 @@ async def record_rate_limit_wait() -> None:
 
 
 DRIVEN = {
+    "usage_estimated": record_usage_estimated,
+    "tool_policy_approved": record_tool_policy_approved,
     "rate_limit_wait": record_rate_limit_wait,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
+    "input_delivered": record_input_delivered,
     "rerun_reused": record_rerun_reused,
     "daily_budget": record_daily_budget,
     "can_between_steps": record_continue_as_new_between_steps,

@@ -204,6 +204,18 @@ async def test_missing_usage_is_estimated_and_marked(stack: Stack) -> None:
     assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
     completed = next(e for e in state["events"] if e["type"] == "llm.completed")
     assert completed["data"]["usage_estimated"] is True
+    # ... and the stats over this definition's runs say their usage is estimated
+    stats: dict[str, Any] = {}
+    for _ in range(100):  # visibility is eventually consistent
+        r = await stack.http.get("/v1/stats", params={"definition_id": "usage"})
+        assert r.status_code == 200, r.text
+        stats = r.json()
+        if stats["usage_estimated_runs"]:
+            break
+        await asyncio.sleep(0.2)
+    assert stats["usage_estimated_runs"] == 1, stats
+    assert stats["tokens"]["total"] == usage["input_tokens"] + usage["output_tokens"]
+    assert any("estimates" in n for n in stats["notes"]), stats["notes"]
 
 
 async def test_cancel_requests_the_model_activity_cancellation_at_once(

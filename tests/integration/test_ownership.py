@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -214,6 +215,13 @@ MATRIX: list[tuple[str, str, Req, dict[str, int]]] = [
     ("POST", "/v1/runs/{run_id}/input/{step_id}",
      lambda o: ({"run_id": o.parked, "step_id": "review"}, {"json": {"value": {}}}),
      s_(403, 403, 404, 409, 409)),
+    # a delivered link is its own credential (docs/approvals.md#delivery): a forged one is
+    # refused for everyone, with or without a bearer token; test_delivery.py has the rest
+    ("GET", "/v1/links/{token}", lambda o: ({"token": "forged.link"}, {}),
+     s_(403, 403, 403, 403, 403, anon=403)),
+    ("POST", "/v1/links/{token}",
+     lambda o: ({"token": "forged.link"}, {"json": {"decision": "approve"}}),
+     s_(403, 403, 403, 403, 403, anon=403)),
     ("POST", "/v1/runs/{run_id}/budget",
      lambda o: ({"run_id": o.parked}, {"json": {"max_tokens": 100}}),
      s_(403, 422, 403, 403, 422)),
@@ -254,7 +262,9 @@ def test_the_matrix_covers_every_route_in_the_openapi_document() -> None:
 async def test_every_route_for_every_identity(
     dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path
 ) -> None:
-    async with run_stack(dev_env, task_queue, tmp_path, api_keys=KEYS) as s:
+    async with run_stack(
+        dev_env, task_queue, tmp_path, api_keys=KEYS, delivery_link_key=SecretStr("link-key")
+    ) as s:
         a = await setup_writer(s, "k-ann", "ann")
         b = await setup_writer(s, "k-bob", "bob")
         wrong: list[str] = []

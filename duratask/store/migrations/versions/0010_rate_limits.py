@@ -1,15 +1,15 @@
 """the rate-limit tables: model calls per endpoint, shared by every worker's limiter
 
-Revision ID: 0009_rate_limits
-Revises: 0008_usage
+Revision ID: 0010_rate_limits
+Revises: 0009_used_links
 Create Date: 2026-11-30
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_rate_limits"
-down_revision = "0008_usage"
+revision = "0010_rate_limits"
+down_revision = "0009_used_links"
 branch_labels = None
 depends_on = None
 
