@@ -53,6 +53,7 @@ def print_state(state: dict[str, Any]) -> None:
         table.add_row(s["id"], s["action"], s["status"], str(s.get("duration_ms") or ""),
                       (text or "")[:120])  # fmt: skip
     out.print(table)
+    _print_models(state)
     _print_collab(state)
     for pending in state.get("pending_approvals") or []:
         out.print(
@@ -74,6 +75,22 @@ def print_state(state: dict[str, Any]) -> None:
         out.print(f"[red]{e['code']}[/red]: {e['message']}")
     if state.get("temporal_ui_url"):
         out.print(f"Temporal UI: {state['temporal_ui_url']}")
+
+
+def _print_models(state: dict[str, Any]) -> None:
+    """Steps a fallback model answered, and calls waiting for an endpoint's rate limit
+    (docs/models-and-tools.md)."""
+    for s in state["steps"]:
+        model = s.get("model") or {}
+        if model.get("fallback"):
+            where = f"{model.get('endpoint') or ''}/{model.get('name') or ''}"
+            out.print(f"'{s['id']}' was answered by fallback {model['fallback']}: "
+                      f"{escape(where)}", highlight=False)  # fmt: skip
+        wait = s.get("waiting_for_rate_limit")
+        if wait:
+            out.print(f"[yellow]waiting for the rate limit[/yellow] of endpoint "
+                      f"'{escape(wait['endpoint'])}' ({wait['limit']}) until "
+                      f"{wait['until'][:19]}: '{s['id']}'", highlight=False)  # fmt: skip
 
 
 def _print_collab(state: dict[str, Any]) -> None:

@@ -50,6 +50,10 @@ class ModelEndpoint(BaseModel):
     timeout_s: float = 120.0
     # a 5xx answered to the same request this many times fails the step with its message
     max_server_error_attempts: int = Field(default=3, ge=1)
+    # limits for the endpoint as a whole, held across every worker through the store
+    # (docs/models-and-tools.md#rate-limits); None: no limit
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
 
 
 class ApiKey(BaseModel):
@@ -352,6 +356,11 @@ class Settings(BaseSettings):
         if endpoint is None:
             return self.default_model or "echo"
         return self.endpoints().get(endpoint, ModelEndpoint()).default_model or self.default_model
+
+    # Model rate limits (docs/models-and-tools.md#rate-limits): a call whose slot opens
+    # within this many seconds waits inside its activity (heartbeating); a longer wait is a
+    # durable timer in the run, shown as `waiting_for_rate_limit`.
+    rate_limit_inline_wait_s: float = Field(default=5.0, ge=0)
 
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"

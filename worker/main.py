@@ -36,6 +36,7 @@ from duratask.settings import Settings, get_settings
 from duratask.store.db import migrate, private_sqlite
 from duratask.store.definitions import DefinitionStore
 from duratask.store.deltas import DeltaRelay
+from duratask.store.rate_limits import RateLimiter
 from duratask.telemetry import runtime_for, tracing_on
 from worker.attempts import AttemptInterceptor
 from worker.client import connect, ensure_search_attributes
@@ -57,7 +58,9 @@ def activities_for(
     if settings.stream_llm_deltas and store is not None:  # the relay lives in the store
         relay = DeltaRelay(store.engine, settings.stream_delta_ttl_s)
         deltas = delta_sink_factory(settings.llm_delta_interval_ms, relay)
-    llm = LlmActivities(settings, registry, delta_sink_factory=deltas)
+    # endpoint rate limits are slots in the shared store (duratask/store/rate_limits.py)
+    limiter = RateLimiter(store.engine) if store is not None else None
+    llm = LlmActivities(settings, registry, delta_sink_factory=deltas, limiter=limiter)
     tools = ToolActivities(settings, registry, services)
     notify = NotifyActivities(settings)
     found = [llm.complete, tools.call, notify.notify]

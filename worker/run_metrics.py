@@ -75,8 +75,10 @@ class _RunMetricsWorkflow(WorkflowInboundInterceptor):
 class _ModelMetricsActivity(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         result = await super().execute_activity(input)
-        if activity.info().activity_type == contracts.LLM_ACTIVITY and isinstance(
-            result, LlmResponse
+        if (
+            activity.info().activity_type == contracts.LLM_ACTIVITY
+            and isinstance(result, LlmResponse)
+            and result.rate_limited is None  # told to wait for its slot: no model call made
         ):
             req = input.args[0] if input.args else None
             provider = req.model.provider if isinstance(req, LlmRequest) else "unknown"

@@ -29,6 +29,7 @@ from temporalio import workflow
 
 from workflows import contracts
 from workflows.definition import LlmCallStep, ModelSpec, resolve_model
+from workflows.durations import parse_duration
 from workflows.errors import StepFailure, fail
 from workflows.events import EventType
 from workflows.mcp_tools import McpToolSpec, tool_allowed
@@ -40,6 +41,8 @@ from workflows.models import (
     Intervention,
     LlmRequest,
     LlmResponse,
+    RunError,
+    StepModel,
     ToolCall,
     ToolResult,
 )
@@ -50,6 +53,12 @@ if TYPE_CHECKING:
     from workflows.host import RunHost
 
 PLAN_TOOL = "plan"
+# The fallback chain and the rate-limit wait (docs/models-and-tools.md): new commands
+# only on runs whose model has fallbacks / whose endpoint has limits.
+PATCH_FALLBACK = "model-fallback"
+PATCH_RATE_LIMIT_WAIT = "model-rate-limit-wait"
+FALLBACK_AFTER = 2  # attempts a model with a fallback gets, unless `fallback_after` says
+DEFAULT_FALLBACK_WAIT = "30s"  # a longer Retry-After moves to the fallback at once
 # Runs started before the run's cancel reached the model call replay without it.
 PATCH_CANCEL_MODEL_CALL = "agent-cancel-model-call"
 
@@ -213,10 +222,7 @@ class AgentLoop:
                 steers=steered,
                 tool_specs=self.mcp,
             )
-            summary = f"{step.id}: {model.provider}/{model.name} turn {turn}"
-            task = asyncio.ensure_future(
-                self.wf.activity(contracts.LLM_ACTIVITY, req, LlmResponse, step, summary)
-            )
+            task = asyncio.ensure_future(self._answer(step, model, req))
             try:
                 await workflow.wait_condition(lambda t=task: t.done() or bool(self.steers))  # type: ignore[misc]
             except asyncio.CancelledError:
@@ -235,6 +241,7 @@ class AgentLoop:
             tracker.emit(EventType.LLM_STEERED, step.id, "model call cancelled by steer", turn=turn)
         tracker.step(step.id).usage.add(response.usage)
         tracker.state.usage.add(response.usage)
+        answered = tracker.step(step.id).model
         tracker.emit(
             EventType.LLM_COMPLETED,
             step.id,
@@ -245,9 +252,89 @@ class AgentLoop:
             output_tokens=response.usage.output_tokens,
             cost_usd=response.usage.cost_usd,
             usage_estimated=response.usage.estimated,
+            endpoint=answered.endpoint if answered else None,
+            model=answered.name if answered else None,
+            fallback=answered.fallback if answered else 0,
         )
         await self.wf.budget.after_model_call(step)  # limits (workflows/budget.py)
         return response
+
+    async def _answer(self, step: LlmCallStep, model: ModelSpec, req: LlmRequest) -> LlmResponse:
+        """One model call down the model's fallback chain: each model but the last gets
+        `fallback_after` attempts (a Retry-After over `fallback_wait` ends them at once);
+        a transient failure of one (429, 5xx, connection, timeout) moves to the next."""
+        chain = model.chain()
+        for index, spec in enumerate(chain):
+            last = index == len(chain) - 1
+            given = spec.fallback_wait
+            wait = parse_duration(given if given is not None else DEFAULT_FALLBACK_WAIT)
+            call = req.model_copy(update={
+                "model": spec,
+                "fallback_wait_s": None if last else wait.total_seconds(),
+            })  # fmt: skip
+            where = _model_label(spec)
+            summary = f"{step.id}: {spec.provider}/{spec.name} turn {req.turn}"
+            if index:
+                summary = f"{step.id}: {where} turn {req.turn} (fallback {index})"
+            try:
+                response = await self._call_limited(
+                    step, call, summary, None if last else spec.fallback_after or FALLBACK_AFTER
+                )
+            except StepFailure as failure:
+                if last or not _transient(failure.error) or not workflow.patched(PATCH_FALLBACK):
+                    raise
+                following = chain[index + 1]
+                self.wf.tracker.emit(
+                    EventType.LLM_FALLBACK,
+                    step.id,
+                    f"{where} failed ({failure.error.code}): trying {_model_label(following)}",
+                    turn=req.turn,
+                    fallback=index + 1,
+                    code=failure.error.code,
+                    failed=where,
+                    next=_model_label(following),
+                )
+                continue
+            self.wf.tracker.step(step.id).model = StepModel(
+                endpoint=response.endpoint or spec.endpoint,
+                provider=spec.provider,
+                name=spec.name or response.model,
+                fallback=index,
+            )
+            return response
+        raise AssertionError("a model chain is never empty")  # pragma: no cover
+
+    async def _call_limited(
+        self, step: LlmCallStep, req: LlmRequest, summary: str, max_attempts: int | None
+    ) -> LlmResponse:
+        """The model activity, and a durable wait for each rate-limit slot it hands back
+        (no retry attempt is used while waiting; the step shows what it waits for)."""
+        state = self.wf.tracker.step(step.id)
+        while True:
+            response: LlmResponse = await self.wf.activity(
+                contracts.LLM_ACTIVITY, req, LlmResponse, step, summary, max_attempts
+            )
+            wait = response.rate_limited
+            if wait is None or not workflow.patched(PATCH_RATE_LIMIT_WAIT):
+                return response
+            state.waiting_for_rate_limit = wait
+            self.wf.tracker.emit(
+                EventType.LLM_RATE_LIMITED,
+                step.id,
+                f"waiting for endpoint '{wait.endpoint}' ({wait.limit}) until {wait.until.isoformat()}",
+                turn=req.turn,
+                endpoint=wait.endpoint,
+                until=wait.until.isoformat(),
+                wait_s=wait.wait_s,
+                limit=wait.limit,
+            )
+            delay = wait.until - workflow.now()
+            try:
+                if delay.total_seconds() > 0:
+                    await workflow.sleep(delay, summary=f"rate limit of endpoint '{wait.endpoint}'")
+            finally:
+                state.waiting_for_rate_limit = None
+            req = req.model_copy(update={"reservation": wait.reservation})
 
     def _apply_steers(self, messages: list[ChatMessage]) -> None:
         while self.steers:
@@ -392,6 +479,19 @@ async def _cancel_and_wait(task: asyncio.Future[Any]) -> None:
         await task
     except (asyncio.CancelledError, StepFailure):
         pass
+
+
+def _model_label(spec: ModelSpec) -> str:
+    """How events name a model: `endpoint/name` (or the provider's name)."""
+    where = spec.endpoint or spec.provider or "default"
+    return f"{where}/{spec.name}" if spec.name else where
+
+
+def _transient(error: RunError) -> bool:
+    """A failure another model may not have: the endpoint refused (429), failed (5xx),
+    could not be reached, or did not answer in time. A bad request, an empty or cut-off
+    reply or a budget stop is the same on any model."""
+    return error.details.get("transient") is True or error.code == contracts.E_TIMEOUT
 
 
 def _tool_content(result: ToolResult) -> str:

@@ -70,10 +70,34 @@ class ModelSpec(_Model):
     # `scripted` provider: replies in order (name `script`); `echo` needs none.
     script: list[ScriptedReply] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Models tried in order when the one before fails with a transient error (429, 5xx,
+    # a connection failure, a timeout); each entry is merged over this model
+    # (docs/models-and-tools.md#fallback-models). None: inherited; []: no fallback.
+    fallback: list[ModelSpec] | None = None
+    # attempts a model that has a fallback gets before the next one is tried (default 2)
+    fallback_after: int | None = Field(default=None, ge=1, le=100)
+    # a Retry-After longer than this moves to the next model at once (default 30s)
+    fallback_wait: Duration | None = None
+
+    _d = field_validator("fallback_wait")(_check_duration)
+
+    @field_validator("fallback")
+    @classmethod
+    def _flat_fallback(cls, value: list[ModelSpec] | None) -> list[ModelSpec] | None:
+        for entry in value or []:
+            if entry.fallback:
+                raise ValueError("a fallback model cannot have fallbacks of its own")
+        return value
 
     @property
     def streamed(self) -> bool:
         return self.stream is not False
+
+    def chain(self) -> list[ModelSpec]:
+        """This model, then each fallback merged over it: the order calls try them in.
+        Every entry is complete (no `fallback` of its own)."""
+        primary = self.model_copy(update={"fallback": None})
+        return [primary, *(f.merged_over(primary) for f in self.fallback or [])]
 
     def merged_over(self, base: ModelSpec | None) -> ModelSpec:
         """This spec over `base`: each field this one sets wins; `options` merge by key."""

@@ -51,6 +51,8 @@ class EventType(StrEnum):
     LLM_RETRY = "llm.retry"
     LLM_STEERED = "llm.steered"
     LLM_COMPLETED = "llm.completed"
+    LLM_FALLBACK = "llm.fallback"
+    LLM_RATE_LIMITED = "llm.waiting_for_rate_limit"
     AGENT_NEW_TURN = "agent.new_turn"
     INTERVENTION = "intervention.received"
     PLAN_UPDATED = "plan.updated"

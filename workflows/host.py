@@ -62,9 +62,16 @@ class RunHost(Protocol):
     def temporal_priority(self) -> TemporalPriority: ...
 
     async def activity(
-        self, name: str, arg: Any, result_type: type, step: Step, summary: str
+        self,
+        name: str,
+        arg: Any,
+        result_type: type,
+        step: Step,
+        summary: str,
+        max_attempts: int | None = None,
     ) -> Any:
-        """Run one activity for `step` with its timeout and retry policy."""
+        """Run one activity for `step` with its timeout and retry policy (at most
+        `max_attempts` of its retry budget when given)."""
         ...
 
     async def call_tool(

@@ -266,6 +266,27 @@ class StreamEvent(_Model):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+class StepModel(_Model):
+    """The model that answered a step's latest call: which endpoint and model, and which
+    entry of the fallback chain it was (0: the step's own model)."""
+
+    endpoint: str | None = None
+    provider: str | None = None
+    name: str | None = None
+    fallback: int = 0
+
+
+class RateLimitWait(_Model):
+    """A model call waiting for its turn under an endpoint's rate limit: the slot it holds
+    (`reservation`) opens at `until` (docs/models-and-tools.md#rate-limits)."""
+
+    endpoint: str
+    until: datetime
+    wait_s: float
+    reservation: int
+    limit: str  # the limit that made it wait: requests_per_minute or tokens_per_minute
+
+
 class StepState(_Model):
     id: str
     action: str
@@ -293,6 +314,10 @@ class StepState(_Model):
     # output as the step produced it
     edited_by: str | None = None
     original_output: Any = None
+    # llm_call: the model that answered the latest call (a fallback shows here), and the
+    # endpoint rate limit a call is waiting on right now
+    model: StepModel | None = None
+    waiting_for_rate_limit: RateLimitWait | None = None
 
 
 class ChildRun(_Model):
@@ -534,6 +559,10 @@ class LlmRequest(_Model):
     max_output_bytes: int = 256_000
     steers: int = 0  # how many times a steer restarted this call
     tool_specs: list[McpToolSpec] = Field(default_factory=list)  # pinned MCP tools offered
+    # a rate-limit slot the workflow waited for (`LlmResponse.rate_limited`): call at once
+    reservation: int | None = None
+    # a fallback model comes next: a Retry-After longer than this moves on to it
+    fallback_wait_s: float | None = None
 
 
 class LlmResponse(_Model):
@@ -544,6 +573,9 @@ class LlmResponse(_Model):
     finish_reason: str | None = None
     model: str | None = None
     truncated: bool = False
+    endpoint: str | None = None  # the named endpoint that answered (None: scripted)
+    # no model call was made: the endpoint's rate limit has a slot for it at `until`
+    rate_limited: RateLimitWait | None = None
 
 
 class ToolRequest(_Model):

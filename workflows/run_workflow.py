@@ -575,17 +575,28 @@ class TaskRunWorkflow:
         return [t for t in state.mcp_tools if tool_allowed(t.name, allowed)]
 
     async def activity(
-        self, name: str, arg: Any, result_type: type, step: Step, summary: str
+        self,
+        name: str,
+        arg: Any,
+        result_type: type,
+        step: Step,
+        summary: str,
+        max_attempts: int | None = None,
     ) -> Any:
-        """Run one activity for `step`: its timeout and retry budget, and a worker going
-        away (shutdown, kill) rescheduled without using that budget (workflows/retries.py)."""
+        """Run one activity for `step`: its timeout and retry budget (at most
+        `max_attempts` of it: a model with a fallback), and a worker going away (shutdown,
+        kill) rescheduled without using that budget (workflows/retries.py)."""
         timeout = (
             parse_duration(step.timeout)
             if step.timeout is not None
             else DEFAULT_TIMEOUTS.get(step.action, timedelta(minutes=5))
         )
         interruptible = workflow.patched(PATCH_INTERRUPTIONS)
-        budget = (step.retry or retries.default_spec(step.action)).max_attempts
+        spec = step.retry
+        if max_attempts is not None:
+            spec = spec or retries.default_spec(step.action)
+            spec = spec.model_copy(update={"max_attempts": min(spec.max_attempts, max_attempts)})
+        budget = (spec or retries.default_spec(step.action)).max_attempts
         used = 0  # attempts of the work that failed, across reschedulings
         interrupted = 0
         state = self.tracker.step(step.id)
@@ -597,7 +608,7 @@ class TaskRunWorkflow:
                     result_type=result_type,
                     start_to_close_timeout=timeout,
                     heartbeat_timeout=HEARTBEAT,
-                    retry_policy=retries.retry_policy(step.retry, step.action, used, interruptible),
+                    retry_policy=retries.retry_policy(spec, step.action, used, interruptible),
                     cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                     summary=summary[:200],
                     priority=self.temporal_priority(),

@@ -10,12 +10,22 @@ A reply with no text and no tool call (a server's way of failing past the contex
 window), or one cut off by the token limit, fails the step: it is never a success.
 It heartbeats while the reply streams, so a cancellation (a steer, a cancelled run)
 reaches it at the next heartbeat, and the HTTP stream closes with it.
+
+Errors say whether they are transient (`details.transient`: the endpoint refused, failed
+or could not be reached), which is what moves a call to its fallback model; with a
+fallback next, a Retry-After longer than the request's `fallback_wait_s` is not waited
+for. An endpoint with rate limits gets a slot in the shared store before each call
+(duratask/store/rate_limits.py): a short wait is slept here, heartbeating; a longer one
+is handed back to the workflow (`LlmResponse.rate_limited`), which waits on a durable
+timer and calls again with the slot, so waiting never uses a retry attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,12 +35,14 @@ from activities.llm.endpoints import Target, configured_model, resolve_target
 from activities.llm.errors import redact, secret_values
 from activities.llm.pricing import PriceTable
 from activities.llm.scripted import ScriptedProvider
+from activities.llm.usage import estimate_usage
 from activities.support import heartbeating, truncate_text
 from activities.tools.registry import ToolRegistry
 from duratask.logging import get_logger
 from duratask.settings import ModelEndpoint, Settings
+from duratask.store.rate_limits import RateLimiter
 from workflows import contracts
-from workflows.models import LlmRequest, LlmResponse
+from workflows.models import LlmRequest, LlmResponse, RateLimitWait
 
 log = get_logger(__name__)
 
@@ -66,8 +78,10 @@ class LlmActivities:
         settings: Settings,
         registry: ToolRegistry | None = None,
         delta_sink_factory: Callable[..., DeltaSink] | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
+        self.limiter = limiter  # endpoint rate limits (None: not enforced)
         self.registry = registry
         self.prices = PriceTable(settings.prices)
         self._providers: dict[str, Provider] = {}
@@ -147,16 +161,28 @@ class LlmActivities:
                     turn=req.turn,
                     attempt=info.attempt,
                 )
+                slot = await self._slot(target, req)
+                if isinstance(slot, RateLimitWait):  # the workflow waits for it, durably
+                    return LlmResponse(endpoint=target.name, model=req.model.name,
+                                       rate_limited=slot)  # fmt: skip
                 tools = self.registry.schemas(req.tools) if self.registry else []
                 tools += [spec.tool_schema() for spec in req.tool_specs]  # pinned MCP tools
-                response = await provider.complete(req, tools, on_delta)
+                try:
+                    response = await provider.complete(req, tools, on_delta)
+                except BaseException:
+                    if slot is not None:  # refused or broken: no tokens used
+                        await asyncio.shield(self._settle(slot, 0))
+                    raise
+                if slot is not None:
+                    await self._settle(slot, response.usage.total_tokens)
         except ProviderError as e:
             e.message = redact(e.message, secret_values(self.settings))  # may echo the key
-            raise _to_application_error(e, target, info.attempt) from None
+            raise _to_application_error(e, target, info.attempt, req.fallback_wait_s) from None
         finally:
             close = getattr(on_delta, "aclose", None)  # a streaming sink flushes before we answer
             if close is not None:
                 await close()
+        response.endpoint = target.name
         if target.endpoint is not None:
             _check_complete(response, req, target)
         if response.text:
@@ -178,6 +204,64 @@ class LlmActivities:
                 output_tokens=response.usage.output_tokens,
             )
         return response
+
+    # ------------------------------------------------------------ rate limits
+    async def _slot(self, target: Target, req: LlmRequest) -> int | RateLimitWait | None:
+        """The call's slot under its endpoint's limits: its id once it may start (after a
+        short wait here), a `RateLimitWait` for the workflow when the wait is longer, or
+        None when the endpoint has no limits."""
+        endpoint = target.endpoint
+        if endpoint is None or target.name is None:
+            return None
+        if not (endpoint.requests_per_minute or endpoint.tokens_per_minute):
+            return None
+        if self.limiter is None:
+            log.warning("endpoint rate limits are not enforced: this worker has no store",
+                        endpoint=target.name)  # fmt: skip
+            return None
+        limiter, name = self.limiter, target.name
+        if req.reservation is not None:  # the slot the workflow waited for
+            at = await limiter.claim(req.reservation, name)
+            if at is not None:
+                await self._wait_until(at, name, req)
+                return req.reservation
+        need = estimate_usage(req.messages, None, []).input_tokens + (req.model.max_tokens or 0)
+        slot = await limiter.reserve(
+            name, endpoint.requests_per_minute, endpoint.tokens_per_minute, need
+        )
+        wait = slot.at - time.time()
+        if wait > self.settings.rate_limit_inline_wait_s:
+            log.info("model call waits for its rate limit", run_id=req.run_id, endpoint=name,
+                     wait_s=round(wait, 3), limit=slot.limit)  # fmt: skip
+            return RateLimitWait(
+                endpoint=name,
+                until=datetime.fromtimestamp(slot.at, UTC),
+                wait_s=round(wait, 3),
+                reservation=slot.id,
+                limit=slot.limit or "requests_per_minute",
+            )
+        try:
+            await self._wait_until(slot.at, name, req)
+        except BaseException:
+            await asyncio.shield(limiter.release(slot.id))
+            raise
+        await limiter.claim(slot.id, name)
+        return slot.id
+
+    async def _wait_until(self, at: float, endpoint: str, req: LlmRequest) -> None:
+        """Sleep until `at`, heartbeating that the call waits for `endpoint`'s rate limit."""
+        while (left := at - time.time()) > 0:
+            activity.heartbeat({"step_id": req.step_id, "turn": req.turn,
+                                "waiting_for_rate_limit": endpoint})  # fmt: skip
+            await asyncio.sleep(min(left, HEARTBEAT_EVERY_S))
+
+    async def _settle(self, slot: int, tokens: int) -> None:
+        if self.limiter is None:
+            return
+        try:
+            await self.limiter.settle(slot, tokens)
+        except Exception as e:  # the call answered: a bookkeeping failure must not fail it
+            log.warning("could not record a call's tokens for its rate limit", error=str(e))
 
 
 def _check_complete(response: LlmResponse, req: LlmRequest, target: Target) -> None:
@@ -202,12 +286,16 @@ def _check_complete(response: LlmResponse, req: LlmRequest, target: Target) -> N
         )
 
 
-def _to_application_error(e: ProviderError, target: Target, attempt: int) -> ApplicationError:
+def _to_application_error(
+    e: ProviderError, target: Target, attempt: int, fallback_wait_s: float | None = None
+) -> ApplicationError:
     details = {
         "status": e.status,
         "provider": target.kind,
         "endpoint": target.name,
         "retry_after": e.retry_after,
+        # the endpoint refused, failed or could not be reached: a fallback model may answer
+        "transient": e.retryable,
     }
     non_retryable = not e.retryable
     message = e.message if e.message.startswith(target.label) else f"{target.label}: {e.message}"
@@ -217,6 +305,9 @@ def _to_application_error(e: ProviderError, target: Target, attempt: int) -> App
         message = (
             f"{target.label} answered HTTP 500 to the same request {attempt} times: {e.message}"
         )
+    if e.retryable and fallback_wait_s is not None and (e.retry_after or 0) > fallback_wait_s:
+        non_retryable = True  # not worth waiting for: the fallback model comes next
+        message = f"{message} (Retry-After {e.retry_after:g} s: trying the fallback model)"
     return ApplicationError(
         message,
         details,

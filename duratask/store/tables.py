@@ -187,3 +187,28 @@ class UsedLinkRow(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RateLimitLockRow(Base):
+    """One row per rate-limited model endpoint: updating it is the lock that serialises
+    every worker's reservations for that endpoint (SQLite and PostgreSQL alike)."""
+
+    __tablename__ = "rate_limit_locks"
+
+    endpoint: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RateLimitCallRow(Base):
+    """A model call's slot under its endpoint's limits (docs/models-and-tools.md#rate-limits):
+    when it starts (epoch seconds; a future time is a reservation) and its tokens (an
+    estimate until the call answers). Rows older than two windows are pruned."""
+
+    __tablename__ = "rate_limit_calls"
+    __table_args__ = (Index("ix_rate_limit_calls_endpoint_at", "endpoint", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(200))
+    at: Mapped[float] = mapped_column(Float)
+    tokens: Mapped[int] = mapped_column(Integer)
+    claimed: Mapped[bool] = mapped_column(Boolean, default=False)

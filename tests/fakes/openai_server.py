@@ -4,6 +4,8 @@ The model name picks the behaviour, so one server serves every scenario:
 
 - `text`: a plain answer; `tools`: two tool calls, then an answer quoting the results;
 - `rate-limited`: 429 with Retry-After the first time, then an answer;
+- `refusing` / `refusing-long`: 429 every time, with Retry-After 1 s / 120 s;
+- `pause`: answers like `text`, after 2 s;
 - `flaky`: 500 the first time, then an answer; `bad`: 400 with an OpenAI-style error;
 - `slow`: a streamed reply of one chunk every 0.2 s for a minute (to be cancelled);
 - `broken`: 500 with the server's message every time (a request the server cannot take);
@@ -37,6 +39,8 @@ from starlette.routing import Route
 from tests.stack import serve_asgi
 
 RETRY_AFTER_S = 2
+PAUSE_S = 2.0
+REFUSING = {"refusing": 1, "refusing-long": 120}  # model -> the Retry-After of its 429s
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 LISTED_MODEL = "local-model-q4"
 
@@ -93,6 +97,11 @@ class FakeLlmServer:
         if model == "rate-limited" and n == 1:
             return _error(429, "Rate limit reached for requests", "rate_limit_exceeded",
                           {"Retry-After": str(RETRY_AFTER_S)})  # fmt: skip
+        if model in REFUSING:  # an endpoint out of quota: 429 every time
+            return _error(429, "Rate limit reached for requests", "rate_limit_exceeded",
+                          {"Retry-After": str(REFUSING[model])})  # fmt: skip
+        if model == "pause":  # a model that takes its time: answers like `text` after 2 s
+            await asyncio.sleep(PAUSE_S)
         if model == "flaky" and n == 1:
             return _error(500, "The server had an error", "server_error")
         if model == "bad":

@@ -123,6 +123,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "input": {},
         "cancel": "model_call",
     },
+    # the step's model answers 429 every time: after `fallback_after` attempts its
+    # fallback answers (docs/models-and-tools.md#fallback-models)
+    "model_fallback": {
+        "steps": [{"id": "ask", "action": "llm_call", "prompt": "hello",
+                   "model": {"provider": "scripted", "name": "script", "script": [
+                       {"error": {"status": 429, "message": "busy", "retry_after": 1}}],
+                       "fallback": [{"name": "script", "script": [{"text": "from the spare"}]}],
+                   }}],
+        "input": {},
+    },
 }  # fmt: skip
 
 STARTED = asyncio.Event()
@@ -605,10 +615,47 @@ async def record_tool_policy_approved() -> None:
         await env.shutdown()
 
 
+async def record_rate_limit_wait() -> None:
+    """An endpoint limited to one request a window: the second step's call waits for its
+    slot with a durable timer (docs/models-and-tools.md#rate-limits)."""
+    from activities.llm.activity import LlmActivities as Llm
+    from duratask.settings import ModelEndpoint
+    from duratask.store.rate_limits import RateLimiter
+    from tests.fakes.openai_server import serve_fake_llm
+
+    env = await _env()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp}/s.db")
+        try:
+            await migrate(engine)
+            async with serve_fake_llm() as fake:
+                endpoint = ModelEndpoint(base_url=f"{fake.url}/v1", default_model="text",
+                                         requests_per_minute=1)  # fmt: skip
+                settings = Settings(model_endpoints={"limited": endpoint},  # type: ignore[call-arg]
+                                    rate_limit_inline_wait_s=0, _env_file=None)  # fmt: skip
+                llm = Llm(settings, limiter=RateLimiter(engine, window_s=3.0))
+                defn = definition(
+                    [{"id": "a", "action": "llm_call", "prompt": "one"},
+                     {"id": "b", "action": "llm_call", "prompt": "two"}],
+                    id="rate-limit-wait", model={"endpoint": "limited"},
+                )  # fmt: skip
+                async with make_worker(env.client, "record-rl", settings=settings,
+                                       activities=[llm.complete]):  # fmt: skip
+                    handle = await start(env.client, "record-rl", run_input(defn, {}),
+                                         id="run-rate_limit_wait")  # fmt: skip
+                    state = await handle.result()
+                assert any(e.type == "llm.waiting_for_rate_limit" for e in state.events), state
+            _save("rate_limit_wait", await handle.fetch_history())
+        finally:
+            await engine.dispose()
+            await env.shutdown()
+
+
 DRIVEN = {
     "usage_estimated": record_usage_estimated,
     "tool_policy_approved": record_tool_policy_approved,
     "approval_edited": record_approval_edited,
+    "rate_limit_wait": record_rate_limit_wait,
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
     "input_delivered": record_input_delivered,
