@@ -472,6 +472,45 @@ async def record_daily_budget() -> None:
             await env.shutdown()
 
 
+async def record_health_check() -> None:
+    """The scheduled definition health check (HealthCheckWorkflow) over a definition
+    whose last two runs failed: the real activity reads visibility (so a dev server, not
+    the time-skipping one) and the store, and answers a `regression` verdict."""
+    from tests.conftest import DEV_SERVER_ARGS
+    from tests.stack import run_stack
+    from workflows.contracts import SEARCH_ATTRIBUTES
+    from workflows.health_check import HealthCheckInput, HealthCheckWorkflow
+
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=shutil.which("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
+    boom = {"provider": "scripted", "name": "script",
+            "script": [{"error": {"status": 400, "message": "bad request"}}]}  # fmt: skip
+    failing = {"id": "flaky", "steps": [{"id": "boom", "action": "llm_call", "prompt": "x",
+               "model": boom}], "regression": {"consecutive_failures": 2}}  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with run_stack(env, "record-health", Path(tmp)) as stack:
+                await stack.put_definition(failing)
+                for _ in range(2):
+                    run = await stack.start("flaky")
+                    await stack.wait_result(run["run_id"])
+                result = await env.client.execute_workflow(
+                    HealthCheckWorkflow.run,
+                    HealthCheckInput(),
+                    id="health-check-record",
+                    task_queue="record-health",
+                )
+                assert result.not_healthy == {"flaky": "regression"}, result
+                handle = env.client.get_workflow_handle("health-check-record")
+                _save("health_check", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 DRIVEN = {
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
@@ -483,6 +522,7 @@ DRIVEN = {
     "wait_until": record_wait_until,
     "unpinned_scheduled_run": record_unpinned_scheduled_run,
     "priority_change": record_priority_change,
+    "health_check": record_health_check,
 }
 
 
