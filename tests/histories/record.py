@@ -511,6 +511,38 @@ async def record_health_check() -> None:
         await env.shutdown()
 
 
+async def record_cancel_reason_to_children() -> None:
+    """A run cancelled with a reason and no reason signal, two levels of sub-tasks below
+    it: each child's cancel carries the reason. Saved: the top run and its middle child
+    (a child whose own child it cancels in turn)."""
+    env = await _env()
+    try:
+        slow = definition([{"id": "slow", "action": "wait", "duration": "30d"}], id="slow")
+        middle = definition([{"id": "deeper", "action": "sub_task", "task": "slow"}],
+                            id="middle")  # fmt: skip
+        top = definition([{"id": "nest", "action": "sub_task", "task": "middle"}], id="top")
+        async with make_worker(env.client, "record-cancel-reason", settings=SETTINGS):
+            handle = await start(env.client, "record-cancel-reason",
+                                 run_input(top, others=[middle, slow]),
+                                 id="run-cancel_reason_to_children")  # fmt: skip
+            nest = env.client.get_workflow_handle(f"{handle.id}/nest")
+            deeper = env.client.get_workflow_handle(f"{handle.id}/nest/deeper")
+            for _ in range(600):
+                with contextlib.suppress(Exception):
+                    await deeper.describe()
+                    break
+                await asyncio.sleep(0.05)
+            await handle.cancel(reason="superseded")
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
+            with contextlib.suppress(WorkflowFailureError):
+                await nest.result()
+        _save("cancel_reason_to_children", await handle.fetch_history())
+        _save("cancel_reason_to_children_middle", await nest.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 DRIVEN = {
     "budget_raised": record_budget_raised,
     "input_step": record_input_step,
@@ -523,6 +555,7 @@ DRIVEN = {
     "unpinned_scheduled_run": record_unpinned_scheduled_run,
     "priority_change": record_priority_change,
     "health_check": record_health_check,
+    "cancel_reason_to_children": record_cancel_reason_to_children,
 }
 
 

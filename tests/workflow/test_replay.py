@@ -1,4 +1,4 @@
-"""Replay saved histories of real runs against today's TaskRunWorkflow.
+"""Replay saved histories of real runs against today's workflows (every type the worker runs).
 
 A failure here means a workflow change is not deterministic for runs already in
 flight: guard it with `workflow.patched(...)` instead of re-recording. Regenerate the
@@ -30,6 +30,7 @@ WORKFLOW_IDS = {
     "agent_before_streams": "run-history-agent",
     "can_between_steps_resumed": "run-can_between_steps",  # the same run, its 2nd execution
     "health_check": "health-check-record",
+    "cancel_reason_to_children_middle": "run-cancel_reason_to_children/nest",
 }
 
 
@@ -113,6 +114,11 @@ def test_saved_histories_cover_the_paths_they_are_named_for() -> None:
                 if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
     assert unpinned[0] == contracts.RESOLVE_BUNDLE_ACTIVITY
     assert "set_priority" in _signals("priority_change")
+    middle = _events("cancel_reason_to_children_middle")
+    causes = [e.workflow_execution_cancel_requested_event_attributes.cause for e in middle
+              if e.HasField("workflow_execution_cancel_requested_event_attributes")]  # fmt: skip
+    assert causes == ["superseded"]  # the reason came with the parent's cancel, no signal
+    assert "EVENT_TYPE_MARKER_RECORDED" in _types("cancel_reason_to_children")
 
 
 def _activities(stem: str) -> list[str]:
