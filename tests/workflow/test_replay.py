@@ -63,7 +63,7 @@ def test_every_workflow_type_the_worker_runs_has_a_saved_history() -> None:
     """A workflow type with no saved history could break running executions unseen: a
     workflow added to the worker's list without a recorded history fails here."""
     recorded = {_workflow_type(p) for p in HISTORIES}
-    runs = {workflow._Definition.must_from_class(w).name for w in WORKFLOWS}
+    runs = {str(workflow._Definition.must_from_class(w).name) for w in WORKFLOWS}
     assert runs <= recorded, f"no saved history for {sorted(runs - recorded)}"
     assert HEALTH_CHECK_WORKFLOW in recorded
 
