@@ -8,9 +8,9 @@ the activity alone (scheduled, started, completed), watched or not, however many
 tokens it writes. Token deltas are live-only and best effort; the durable record of
 the call is `llm.completed` and the step's output, in the run's Workflow Stream.
 
-The call holds one relay connection for its writes (`DeltaRelay.writer()`), and its
-batches leave on a fixed 200 ms beat: a batch's wait is the window, not the window
-plus a new connection and the previous write (measured in bench/streams.py).
+The call writes through `DeltaRelay.writer()` (on SQLite one connection held for the
+call), and its batches leave on a fixed 200 ms beat: a batch's wait is the window,
+not the window plus a new connection and the previous write (bench/streams.py).
 
 A retried model call (activity attempt > 1) first relays `llm.retry`, and every
 delta carries its `attempt`, so a watcher discards the partial text of the failed try.

@@ -10,11 +10,13 @@ rows every few tens of milliseconds and merges them into the run's feed. Rows ar
 pruned after `ttl_s`: nothing here is meant to last.
 
 A streaming model call writes a batch every 200 ms, and each write's latency is part
-of what a watcher sees as lag, so a call holds one connection for its writes
+of what a watcher sees as lag. On SQLite a call holds one connection for its writes
 (`writer()`) rather than opening one per batch: the worker's engine keeps no pool, and
 a new SQLite connection is a new thread (20 ms or more on a loaded machine). On
-PostgreSQL a write does not wait for its WAL flush (`synchronous_commit` off for that
-transaction only): a crash can lose the last instant of live text, never the store.
+PostgreSQL each batch still takes a connection of its own, so a worker streaming many
+calls at once never holds a server connection per call; a write there does not wait
+for its WAL flush (`synchronous_commit` off for that transaction only): a crash can
+lose the last instant of live text, never the store.
 """
 
 from __future__ import annotations
@@ -44,9 +46,12 @@ class DeltaRelay:
 
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[RelayWriter]:
-        """One connection for a series of appends (one streaming model call)."""
+        """The appends of one streaming model call (on SQLite, through one connection)."""
+        if self.engine.dialect.name != "sqlite":
+            yield RelayWriter(self, None)
+            return
         async with self.engine.connect() as conn:
-            yield RelayWriter(conn)
+            yield RelayWriter(self, conn)
 
     async def last_id(self, run_id: str) -> int:
         """The newest row id of `run_id` (0 when none): where a new reader starts."""
@@ -77,13 +82,17 @@ class DeltaRelay:
 
 
 class RelayWriter:
-    """Appends through one held connection; it holds no lock between appends."""
+    """Appends through one held connection (it holds no lock between appends), or, with
+    none, each through a connection of its own."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, relay: DeltaRelay, conn: AsyncConnection | None) -> None:
+        self.relay = relay
         self.conn = conn
 
     async def append(self, run_id: str, items: list[dict[str, Any]]) -> None:
-        if items:
+        if self.conn is None:
+            await self.relay.append(run_id, items)
+        elif items:
             await _insert(self.conn, run_id, items)
 
 

@@ -1,6 +1,6 @@
-"""The token relay's store table on SQLite and PostgreSQL: appends through one held
-connection (a streaming call's writer) and single appends read back in order, and a
-reader never sees another run's rows."""
+"""The token relay's store table on SQLite and PostgreSQL: a streaming call's writer
+(on SQLite one held connection) and single appends read back in order, and a reader
+never sees another run's rows."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ async def test_held_writer_and_single_appends_read_back_in_order(db_url: str) ->
     relay = DeltaRelay(engine)
     try:
         async with relay.writer() as writer:
+            # SQLite: one connection (a thread) for the call; PostgreSQL: one per batch
+            assert (writer.conn is not None) == (engine.dialect.name == "sqlite")
             await writer.append("run-a", [{"type": "llm.delta", "n": 1}])
             await writer.append("run-b", [{"type": "llm.delta", "n": 99}])
             await writer.append("run-a", [{"type": "llm.delta", "n": 2}, {"n": 3}])
