@@ -197,8 +197,11 @@ class RunFeed:
 
     async def _relay_pump(self) -> None:
         interval = self.hub.settings.events_delta_poll_ms / 1000
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while not self.done:
-            await asyncio.sleep(interval)
+            due = max(due + interval, loop.time())  # a fixed beat: the read's time is in it
+            await asyncio.sleep(due - loop.time())
             await self._drain_relay()
             if time.monotonic() - self._durable_at >= 2 * interval:
                 self._release()  # the durable stream is quiet, not catching up: all in order

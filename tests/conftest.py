@@ -7,10 +7,14 @@ streams. Both come from pinned PyPI packages: nothing is downloaded.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client
@@ -27,6 +31,43 @@ DEV_SERVER_ARGS = [
     "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
     "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
 ]  # fmt: skip
+
+
+WATCHDOG_MARGIN_S = 15.0  # the watchdog fires this long before pytest-timeout would
+
+
+def _watchdog(fn: Callable[..., Awaitable[Any]], limit: float) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        watch = asyncio.timeout(limit)
+        try:
+            async with watch:
+                return await fn(*args, **kwargs)
+        except TimeoutError:
+            if not watch.expired():  # the test's own timeout, not the watchdog's
+                raise
+            raise pytest.fail.Exception(
+                f"hung: still running after {limit:.0f} s (cancelled by the conftest watchdog)"
+            ) from None
+
+    return watched
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A hung async test fails instead of hanging the suite: pytest-timeout's signal
+    cannot stop a coroutine parked in the event loop, so each async test runs under an
+    `asyncio.timeout` a little shorter than its pytest-timeout, which cancels it (its
+    `async with` blocks, workers and servers included, unwind as on any failure)."""
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if not isinstance(item, pytest.Function) or not inspect.iscoroutinefunction(fn):
+            continue
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker and marker.args else default
+        if limit > WATCHDOG_MARGIN_S:
+            item.obj = _watchdog(fn, limit - WATCHDOG_MARGIN_S)
 
 
 def _binary(name: str) -> str:

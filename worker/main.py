@@ -45,6 +45,9 @@ from workflows import proofs
 from workflows.health_check import HealthCheckWorkflow
 from workflows.run_workflow import TaskRunWorkflow
 
+# every workflow type a worker runs (tests/workflow/test_replay.py: each has a saved history)
+WORKFLOWS = [TaskRunWorkflow, HealthCheckWorkflow]
+
 log = get_logger(__name__)
 
 
@@ -105,7 +108,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[TaskRunWorkflow, HealthCheckWorkflow],
+        workflows=WORKFLOWS,
         activities=list(
             activities
             if activities is not None

@@ -54,6 +54,8 @@ from workflows.templates import render_value
 if TYPE_CHECKING:
     from workflows.host import RunHost
 
+# a cancelled run's children get its reason with the cancel itself (Children._result)
+PATCH_CANCEL_REASON_TO_CHILDREN = "cancel-reason-to-children"
 _SLUG = re.compile(r"[^a-z0-9-]+")
 _STEP_REF = re.compile(r"steps\s*(?:\.\s*|\[\s*[\"'])([A-Za-z_][A-Za-z0-9_-]*)")
 
@@ -92,6 +94,21 @@ class Children:
         """Pass a cancel's reason to every running child (called from the signal)."""
         for handle in list(self.running.values()):
             asyncio.create_task(self._signal_cancel(handle, req))
+
+    async def _result(self, handle: workflow.ChildWorkflowHandle[Any, RunState]) -> RunState:
+        """The child's final state. When this run is cancelled, the child's cancel request
+        carries the reason: the signal that also carries it (`forward_cancel`) and the
+        cancel are delivered separately, and a child that got the cancel first would end
+        with no reason ("cancelled") while the rest of the tree says why."""
+        if not workflow.patched(PATCH_CANCEL_REASON_TO_CHILDREN):
+            return await handle
+        try:
+            return await asyncio.shield(handle)
+        except asyncio.CancelledError as e:
+            state = self.wf.tracker.state
+            reason = _cancel_message(e) or state.cancel_reason or workflow.cancellation_reason()
+            handle.cancel(reason or None)  # the SDK's cancel command takes the message
+            return await handle
 
     # ------------------------------------------------------------ sub_task
     async def _sub_task(self, step: SubTaskStep) -> tuple[Any, bool, str | None]:
@@ -384,7 +401,7 @@ class Children:
         self.running[spec.run_id] = handle
         t.refresh_details()
         try:
-            outcome.state = await handle
+            outcome.state = await self._result(handle)
             child.status = RunStatus.completed
             if _cancel_pending():  # it finished as our cancel went out: still honour the cancel
                 self._roll_up(step_id, outcome.state)
@@ -499,6 +516,10 @@ def _child_failure(
         details={"child_run_id": spec.run_id, "child_step_id": child_step},
     )
     return state, error
+
+
+def _cancel_message(e: asyncio.CancelledError) -> str | None:
+    return e.args[0] if e.args and isinstance(e.args[0], str) else None
 
 
 def _cancel_pending() -> bool:

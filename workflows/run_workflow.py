@@ -268,6 +268,8 @@ class TaskRunWorkflow:
         t = self.tracker
         if t.state.current_step:
             t.step_cancelled(t.state.current_step)
+        if not t.state.cancel_reason:  # the signal with the reason can trail the cancel
+            t.state.cancel_reason = workflow.cancellation_reason() or None  # which has it too
         reason = t.state.cancel_reason or "cancelled"
         t.finish(
             RunStatus.cancelled,

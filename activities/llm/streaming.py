@@ -8,6 +8,10 @@ the activity alone (scheduled, started, completed), watched or not, however many
 tokens it writes. Token deltas are live-only and best effort; the durable record of
 the call is `llm.completed` and the step's output, in the run's Workflow Stream.
 
+The call writes through `DeltaRelay.writer()` (on SQLite one connection held for the
+call), and its batches leave on a fixed 200 ms beat: a batch's wait is the window,
+not the window plus a new connection and the previous write (bench/streams.py).
+
 A retried model call (activity attempt > 1) first relays `llm.retry`, and every
 delta carries its `attempt`, so a watcher discards the partial text of the failed try.
 Relaying never fails the model call: a relay that cannot be written is logged and
@@ -17,13 +21,14 @@ the call answers anyway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from duratask.logging import get_logger
-from duratask.store.deltas import DeltaRelay
+from duratask.store.deltas import DeltaRelay, RelayWriter
 from workflows.events import EventType, wire
 from workflows.models import LlmRequest
 
@@ -48,6 +53,8 @@ class DeltaPublisher:
         self._pending_since: datetime | None = None
         self._unsent: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()  # one relay write at a time, never cut midway
+        self._conn = contextlib.AsyncExitStack()  # the call's relay connection
+        self._writer: RelayWriter | None = None
         self._batches = 0
         self._chars = 0
 
@@ -81,9 +88,26 @@ class DeltaPublisher:
             log.debug("token relay prune failed", error=str(e))
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.interval
+        await self._connect()  # while the first window fills
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due + self.interval, loop.time())  # a fixed beat, not interval + write
             await asyncio.shield(self._flush())
+
+    async def _connect(self) -> None:
+        try:
+            self._writer = await self._conn.enter_async_context(self.relay.writer())
+        except Exception as e:  # each write opens its own connection instead
+            log.debug("token relay connection failed", run_id=self.req.run_id, error=str(e))
+
+    async def _disconnect(self) -> None:
+        self._writer = None
+        try:
+            await self._conn.aclose()
+        except Exception as e:
+            log.debug("token relay connection close failed", error=str(e))
 
     async def _flush(self) -> None:
         async with self._lock:
@@ -115,9 +139,11 @@ class DeltaPublisher:
         if not self._unsent:
             return
         try:
-            await self.relay.append(self.req.run_id, self._unsent)
+            await (self._writer or self.relay).append(self.req.run_id, self._unsent)
         except Exception as e:  # kept; tried again with the next batch
             log.debug("token relay write retry", run_id=self.req.run_id, error=str(e))
+            if self._writer is not None:  # the next try opens a connection of its own
+                await self._disconnect()
             return
         self._unsent = []
 
@@ -137,6 +163,8 @@ class DeltaPublisher:
             await asyncio.wait_for(self._flush(), CLOSE_TIMEOUT_S)
         except Exception as e:
             log.warning("token relay flush failed", run_id=self.req.run_id, error=str(e))
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._disconnect(), CLOSE_TIMEOUT_S)
         log.debug(
             "token stream closed",
             run_id=self.req.run_id,

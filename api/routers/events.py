@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -99,10 +100,24 @@ def resume_point(after: int | None, last_event_id: str | None) -> tuple[int, int
     return (-1 if after is None else after), 0
 
 
+# The frames of the latest events: every client of a run gets the same event objects
+# from its feed's ring, so one is encoded once, not once per client (by identity; the
+# entry holds the event, so its id cannot be reused while cached).
+_FRAMES: OrderedDict[int, tuple[StreamEvent, str]] = OrderedDict()
+FRAMES_KEPT = 1024
+
+
 def sse(event: StreamEvent) -> str:
+    cached = _FRAMES.get(id(event))
+    if cached is not None and cached[0] is event:
+        return cached[1]
     body = event.model_dump_json()
     sse_id = f"{event.offset}.{event.relay_id}" if isinstance(event, LiveEvent) else event.offset
-    return f"id: {sse_id}\nevent: {event.type}\ndata: {body}\n\n"
+    frame = f"id: {sse_id}\nevent: {event.type}\ndata: {body}\n\n"
+    _FRAMES[id(event)] = (event, frame)
+    if len(_FRAMES) > FRAMES_KEPT:
+        _FRAMES.popitem(last=False)
+    return frame
 
 
 def wants_json(accept: str | None) -> bool:

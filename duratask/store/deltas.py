@@ -8,16 +8,27 @@ there. The LLM activity appends coalesced `llm.delta` / `llm.retry` items here, 
 table both processes already reach; a gateway with clients on the run reads the new
 rows every few tens of milliseconds and merges them into the run's feed. Rows are
 pruned after `ttl_s`: nothing here is meant to last.
+
+A streaming model call writes a batch every 200 ms, and each write's latency is part
+of what a watcher sees as lag. On SQLite a call holds one connection for its writes
+(`writer()`) rather than opening one per batch: the worker's engine keeps no pool, and
+a new SQLite connection is a new thread (20 ms or more on a loaded machine). On
+PostgreSQL each batch still takes a connection of its own, so a worker streaming many
+calls at once never holds a server connection per call; a write there does not wait
+for its WAL flush (`synchronous_commit` off for that transaction only): a crash can
+lose the last instant of live text, never the store.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from duratask.store.tables import StreamDeltaRow
 
@@ -29,15 +40,18 @@ class DeltaRelay:
 
     async def append(self, run_id: str, items: list[dict[str, Any]]) -> None:
         """Add items (wire-shaped dicts) for `run_id`, in order."""
-        if not items:
+        if items:
+            async with self.engine.connect() as conn:
+                await _insert(conn, run_id, items)
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[RelayWriter]:
+        """The appends of one streaming model call (on SQLite, through one connection)."""
+        if self.engine.dialect.name != "sqlite":
+            yield RelayWriter(self, None)
             return
-        now = datetime.now(UTC)
-        rows = [
-            {"run_id": run_id, "body": json.dumps(item, default=str), "created_at": now}
-            for item in items
-        ]
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(StreamDeltaRow), rows)
+        async with self.engine.connect() as conn:
+            yield RelayWriter(self, conn)
 
     async def last_id(self, run_id: str) -> int:
         """The newest row id of `run_id` (0 when none): where a new reader starts."""
@@ -65,3 +79,30 @@ class DeltaRelay:
                 delete(StreamDeltaRow).where(StreamDeltaRow.created_at < cutoff)
             )
         return int(result.rowcount or 0)
+
+
+class RelayWriter:
+    """Appends through one held connection (it holds no lock between appends), or, with
+    none, each through a connection of its own."""
+
+    def __init__(self, relay: DeltaRelay, conn: AsyncConnection | None) -> None:
+        self.relay = relay
+        self.conn = conn
+
+    async def append(self, run_id: str, items: list[dict[str, Any]]) -> None:
+        if self.conn is None:
+            await self.relay.append(run_id, items)
+        elif items:
+            await _insert(self.conn, run_id, items)
+
+
+async def _insert(conn: AsyncConnection, run_id: str, items: list[dict[str, Any]]) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        {"run_id": run_id, "body": json.dumps(item, default=str), "created_at": now}
+        for item in items
+    ]
+    async with conn.begin():
+        if conn.dialect.name == "postgresql":  # live-only rows: no wait for the WAL flush
+            await conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        await conn.execute(insert(StreamDeltaRow), rows)

@@ -582,6 +582,45 @@ async def record_usage_estimated() -> None:
         await env.shutdown()
 
 
+async def record_health_check() -> None:
+    """The scheduled definition health check (HealthCheckWorkflow) over a definition
+    whose last two runs failed: the real activity reads visibility (so a dev server, not
+    the time-skipping one) and the store, and answers a `regression` verdict."""
+    from tests.conftest import DEV_SERVER_ARGS
+    from tests.stack import run_stack
+    from workflows.contracts import SEARCH_ATTRIBUTES
+    from workflows.health_check import HealthCheckInput, HealthCheckWorkflow
+
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=shutil.which("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
+    boom = {"provider": "scripted", "name": "script",
+            "script": [{"error": {"status": 400, "message": "bad request"}}]}  # fmt: skip
+    failing = {"id": "flaky", "steps": [{"id": "boom", "action": "llm_call", "prompt": "x",
+               "model": boom}], "regression": {"consecutive_failures": 2}}  # fmt: skip
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with run_stack(env, "record-health", Path(tmp)) as stack:
+                await stack.put_definition(failing)
+                for _ in range(2):
+                    run = await stack.start("flaky")
+                    await stack.wait_result(run["run_id"])
+                result = await env.client.execute_workflow(
+                    HealthCheckWorkflow.run,
+                    HealthCheckInput(),
+                    id="health-check-record",
+                    task_queue="record-health",
+                )
+                assert result.not_healthy == {"flaky": "regression"}, result
+                handle = env.client.get_workflow_handle("health-check-record")
+                _save("health_check", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
 async def record_tool_policy_approved() -> None:
     """A tool call a policy holds for approval: parked, approved (a signed decision),
     then run once (docs/approvals.md#tool-policies)."""
@@ -611,6 +650,38 @@ async def record_tool_policy_approved() -> None:
             await handle.execute_update(TaskRunWorkflow.decide, signed)
             await handle.result()
         _save("tool_policy_approved", await handle.fetch_history())
+    finally:
+        await env.shutdown()
+
+
+async def record_cancel_reason_to_children() -> None:
+    """A run cancelled with a reason and no reason signal, two levels of sub-tasks below
+    it: each child's cancel carries the reason. Saved: the top run and its middle child
+    (a child whose own child it cancels in turn)."""
+    env = await _env()
+    try:
+        slow = definition([{"id": "slow", "action": "wait", "duration": "30d"}], id="slow")
+        middle = definition([{"id": "deeper", "action": "sub_task", "task": "slow"}],
+                            id="middle")  # fmt: skip
+        top = definition([{"id": "nest", "action": "sub_task", "task": "middle"}], id="top")
+        async with make_worker(env.client, "record-cancel-reason", settings=SETTINGS):
+            handle = await start(env.client, "record-cancel-reason",
+                                 run_input(top, others=[middle, slow]),
+                                 id="run-cancel_reason_to_children")  # fmt: skip
+            nest = env.client.get_workflow_handle(f"{handle.id}/nest")
+            deeper = env.client.get_workflow_handle(f"{handle.id}/nest/deeper")
+            for _ in range(600):
+                with contextlib.suppress(Exception):
+                    await deeper.describe()
+                    break
+                await asyncio.sleep(0.05)
+            await handle.cancel(reason="superseded")
+            with contextlib.suppress(WorkflowFailureError):
+                await handle.result()
+            with contextlib.suppress(WorkflowFailureError):
+                await nest.result()
+        _save("cancel_reason_to_children", await handle.fetch_history())
+        _save("cancel_reason_to_children_middle", await nest.fetch_history())
     finally:
         await env.shutdown()
 
@@ -667,6 +738,8 @@ DRIVEN = {
     "wait_until": record_wait_until,
     "unpinned_scheduled_run": record_unpinned_scheduled_run,
     "priority_change": record_priority_change,
+    "health_check": record_health_check,
+    "cancel_reason_to_children": record_cancel_reason_to_children,
 }
 
 

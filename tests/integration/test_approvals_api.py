@@ -207,7 +207,7 @@ async def test_a_raw_temporal_signal_is_refused_and_recorded(
         forged = {"decision": "approve", "approver": "mallory@evil", "groups": ["release"]}
         await temporal_signal(dev_env, run_id, forged)
         await temporal_signal(dev_env, run_id, {"decision": "approve", "approver": LEAD})
-        for _ in range(100):
+        for _ in range(600):
             state = await wait_status(s, run_id, "awaiting_approval")
             refused = [e for e in state["events"] if e["type"] == "approval.refused"]
             if len(refused) == 2:

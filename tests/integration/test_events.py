@@ -300,10 +300,16 @@ async def test_gateway_shutdown_ends_open_streams(
     """A watcher must not hold a gateway open: shutdown ends its stream (it reconnects)."""
     async with httpx.AsyncClient(timeout=60) as browser:
         bodies: list[str] = []
+        watching = asyncio.Event()  # the watcher has its first events: the stream is open
 
         async def watch(url: str, run_id: str) -> None:
+            chunks: list[str] = []
             async with browser.stream("GET", f"{url}/v1/runs/{run_id}/events") as resp:
-                bodies.append("".join([c async for c in resp.aiter_text()]))
+                async for chunk in resp.aiter_text():
+                    chunks.append(chunk)
+                    if "event: step.started" in "".join(chunks):
+                        watching.set()
+            bodies.append("".join(chunks))
 
         async def stack_life() -> asyncio.Task[None]:
             async with run_stack(dev_env, task_queue, tmp_path) as stack:
@@ -312,14 +318,11 @@ async def test_gateway_shutdown_ends_open_streams(
                 )
                 run = await stack.start("idle")
                 task = asyncio.create_task(watch(stack.url, run["run_id"]))
-                for _ in range(200):
-                    if (await stack.http.get("/v1/streams")).json()["active_subscriptions"]:
-                        break
-                    await asyncio.sleep(0.05)
+                await asyncio.wait_for(watching.wait(), 60)
             return task
 
-        task = await asyncio.wait_for(stack_life(), 30)
-        await asyncio.wait_for(task, 10)
+        task = await asyncio.wait_for(stack_life(), 120)
+        await asyncio.wait_for(task, 60)  # ended by the shutdown, not by the run (1 h wait)
     assert "event: step.started" in bodies[0] and "run.completed" not in bodies[0]
 
 

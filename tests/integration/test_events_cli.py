@@ -114,7 +114,7 @@ async def test_watch_reconnects_after_a_dropped_connection(stack: Stack, tmp_pat
     port = await proxy.start()
     via_proxy = Stack(f"http://127.0.0.1:{port}", stack.http, stack.client, stack.settings, "")
     watcher = asyncio.create_task(duratask(via_proxy, tmp_path, "run", "watch", run_id))
-    for _ in range(300):  # wait until events are flowing through the proxy, then cut it
+    for _ in range(3000):  # wait until events are flowing through the proxy, then cut it
         if proxy.bytes_down > 1500:
             break
         await asyncio.sleep(0.02)

@@ -56,7 +56,7 @@ async def test_web_ui_current_details_follow_the_step(dev_client: Client, task_q
     async with make_worker(dev_client, task_queue):
         handle = await start(dev_client, task_queue, run_input(defn))
         details = ""
-        for _ in range(200):
+        for _ in range(1200):
             meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
             details = meta.current_details
             if "nap" in details:

@@ -325,7 +325,7 @@ async def test_a_writer_cannot_touch_another_writers_run(
         r = await call(s, "B", "PATCH", run, json={"priority": "high"})
         assert r.status_code == 200
         await call(s, "B", "POST", f"{run}/cancel", json={"reason": "done with it"})
-        for _ in range(100):
+        for _ in range(600):
             events = (await call(s, "B", "GET", run)).json()["events"]
             by = {e["type"]: e["data"] for e in events}
             if "run.priority_changed" in by and "run.cancel_requested" in by:
@@ -379,7 +379,7 @@ async def test_teams_share_and_others_do_not_see(
         assert r.status_code == 200 and r.json()["status"] == "completed"
         assert (await call(s, "B", "GET", f"/v1/runs/{run_id}")).status_code == 404
         for key, expect in (("k-ann", True), ("k-bob", False), ("k-root", True)):
-            for _ in range(100):  # visibility is eventually consistent
+            for _ in range(600):  # visibility is eventually consistent
                 r = await s.http.get("/v1/runs", headers=auth(key))
                 if (run_id in {i["run_id"] for i in r.json()["items"]}) == expect:
                     break

@@ -120,7 +120,7 @@ async def test_streamed_tool_loop_usage_cost_and_no_key_leak(
     assert sa.get(contracts.SA_COST) == pytest.approx(0.004)
     # ...and visible to Temporal's visibility queries
     query = f"WorkflowId = '{handle.id}' AND DurataskTokens = 3000 AND DurataskCostUsd > 0.003"
-    for _ in range(100):
+    for _ in range(600):
         if [w async for w in dev_client.list_workflows(query)]:
             break
         await asyncio.sleep(0.1)

@@ -73,7 +73,7 @@ async def test_started_on_a_followed_on_b_steered_approved_through_b(cluster: Cl
         run_id = (await a.post("/v1/runs", json={"definition_id": "scale-flow"})).json()["run_id"]
         follow = asyncio.create_task(sse_events(b, run_id))
         # steer through B while the slow model call runs
-        for _ in range(100):
+        for _ in range(600):
             state = (await b.get(f"/v1/runs/{run_id}")).json()
             if state.get("current_step") == "draft":
                 break

@@ -204,7 +204,7 @@ async def test_two_approvals_needed_duplicate_counts_once(
         await decide(handle, "approve", LEAD, comment="first")
         await decide(handle, "approve", "LEAD@example.com", comment="again")
         state = await wait_parked(handle)
-        for _ in range(100):  # signals are processed in order; wait for both to land
+        for _ in range(600):  # signals are processed in order; wait for both to land
             if events(state, "approval.duplicate"):
                 break
             await asyncio.sleep(0.1)
@@ -232,7 +232,7 @@ async def test_non_approver_is_refused_and_recorded(ts_client: Client, task_queu
         handle = await start(ts_client, task_queue, run_input(approval_def()))
         await wait_parked(handle)
         await decide(handle, "approve", "mallory@example.com", groups=["qa"])
-        for _ in range(100):
+        for _ in range(600):
             state: RunState = await handle.query(TaskRunWorkflow.state)
             if events(state, "approval.refused"):
                 break
@@ -350,7 +350,7 @@ async def test_no_timeout_set_means_24h_then_reject(ts_client: Client, task_queu
 
 # ------------------------------------------------------------ proofs (issue 13, item 2)
 async def refused_reasons(handle: WorkflowHandle[Any, Any], n: int) -> list[str]:
-    for _ in range(100):
+    for _ in range(600):
         state: RunState = await handle.query(TaskRunWorkflow.state)
         refused = events(state, "approval.refused")
         if len(refused) >= n:

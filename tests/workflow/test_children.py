@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer, Worker
 
 from duratask.settings import Settings
-from tests.helpers import definition, make_worker, run_input, start
+from tests.helpers import definition, eventually, make_worker, run_input, start
 from worker.main import activities_for, build_registry
 from workflows import contracts
 from workflows.contracts import E_SUBTASK_DEPTH as E_DEPTH
@@ -394,6 +394,35 @@ async def test_cancel_cascades_two_levels(ts_client: Client, task_queue: str) ->
         assert s.status == "cancelled", s.run_id
         assert s.cancel_reason == "no longer needed", s.run_id
         assert s.error is not None and s.error.message == "no longer needed"
+
+
+async def test_cancel_reason_travels_with_the_cancel_itself(
+    ts_client: Client, task_queue: str
+) -> None:
+    """The reason reaches every level even when no reason signal does (the signal and the
+    cancel are delivered separately, so under load a child can get the cancel first):
+    here only Temporal's cancel, with its reason, is sent."""
+    middle = definition([{"id": "deeper", "action": "sub_task", "task": "slow"}], id="middle")
+    top = definition([{"id": "nest", "action": "sub_task", "task": "middle"}], id="top")
+    async with make_worker(ts_client, task_queue):
+        handle = await start(ts_client, task_queue, run_input(top, others=[middle, slow()]))
+        grandchild = f"{handle.id}/nest/deeper"
+        await wait_started(ts_client, grandchild)
+        await handle.cancel(reason="superseded")  # no request_cancel signal
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        ids = [handle.id, f"{handle.id}/nest", grandchild]
+
+        async def all_closed() -> list[Any]:
+            descs = [await ts_client.get_workflow_handle(i).describe() for i in ids]
+            return descs if all(d.status != WorkflowExecutionStatus.RUNNING for d in descs) else []
+
+        descs = await eventually(all_closed)
+        states = [await child_state(ts_client, i) for i in ids]
+    assert [d.status for d in descs] == [WorkflowExecutionStatus.CANCELED] * 3
+    for s in states:
+        assert s.cancel_reason == "superseded", s.run_id
+        assert s.error is not None and s.error.message == "superseded", s.run_id
 
 
 async def test_timed_out_parent_cancels_its_child(dev_client: Client, task_queue: str) -> None:

@@ -280,9 +280,14 @@ async def test_retries_exhausted_fail_the_run(ts_client: Client, task_queue: str
 
 
 async def test_per_step_timeout(ts_client: Client, task_queue: str) -> None:
+    release = asyncio.Event()
+
     async def hang(req: ToolRequest) -> ToolResult:
+        # it does not heartbeat, so it never hears of its timeout: the test releases it
+        # once the run has failed, rather than leave it running into the worker's
+        # shutdown (and the time-skipping server's clock locked while it runs)
         try:
-            await asyncio.sleep(60)
+            await asyncio.wait_for(release.wait(), 60)
         except asyncio.CancelledError:
             tool.cancelled.set()
             raise
@@ -295,7 +300,10 @@ async def test_per_step_timeout(ts_client: Client, task_queue: str) -> None:
         tools=["hang"],
     )  # fmt: skip
     async with worker(ts_client, task_queue, tool):
-        _err, state = await failure(await start(ts_client, task_queue, run_input(defn)))
+        try:
+            _err, state = await failure(await start(ts_client, task_queue, run_input(defn)))
+        finally:
+            release.set()
     assert state.error is not None
     assert state.error.code == contracts.E_TIMEOUT and state.error.step_id == "slow"
     assert tool.attempts == [1]

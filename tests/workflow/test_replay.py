@@ -1,4 +1,4 @@
-"""Replay saved histories of real runs against today's TaskRunWorkflow.
+"""Replay saved histories of real runs against today's workflows (every type the worker runs).
 
 A failure here means a workflow change is not deterministic for runs already in
 flight: guard it with `workflow.patched(...)` instead of re-recording. Regenerate the
@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.helpers import APPROVAL_KEY
+from worker.main import WORKFLOWS
 from workflows import contracts, proofs
-from workflows.run_workflow import TaskRunWorkflow
+from workflows.health_check import HEALTH_CHECK_WORKFLOW
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 # Histories recorded by tests/workflow/test_children.py keep the ids they ran under.
@@ -27,6 +29,8 @@ WORKFLOW_IDS = {
     "children_fail_fast": "run-replay-ff",
     "agent_before_streams": "run-history-agent",
     "can_between_steps_resumed": "run-can_between_steps",  # the same run, its 2nd execution
+    "health_check": "health-check-record",
+    "cancel_reason_to_children_middle": "run-cancel_reason_to_children/nest",
 }
 
 
@@ -45,9 +49,23 @@ async def test_replay(path: Path) -> None:
     history = WorkflowHistory.from_json(
         WORKFLOW_IDS.get(path.stem, f"run-{path.stem}"), path.read_text()
     )
-    replayer = Replayer(workflows=[TaskRunWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
+
+
+def _workflow_type(path: Path) -> str:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
+
+
+def test_every_workflow_type_the_worker_runs_has_a_saved_history() -> None:
+    """A workflow type with no saved history could break running executions unseen: a
+    workflow added to the worker's list without a recorded history fails here."""
+    recorded = {_workflow_type(p) for p in HISTORIES}
+    runs = {str(workflow._Definition.must_from_class(w).name) for w in WORKFLOWS}
+    assert runs <= recorded, f"no saved history for {sorted(runs - recorded)}"
+    assert HEALTH_CHECK_WORKFLOW in recorded
 
 
 def test_history_covers_every_step_kind_built_here() -> None:
@@ -96,6 +114,11 @@ def test_saved_histories_cover_the_paths_they_are_named_for() -> None:
                 if e.HasField("activity_task_scheduled_event_attributes")]  # fmt: skip
     assert unpinned[0] == contracts.RESOLVE_BUNDLE_ACTIVITY
     assert "set_priority" in _signals("priority_change")
+    middle = _events("cancel_reason_to_children_middle")
+    causes = [e.workflow_execution_cancel_requested_event_attributes.cause for e in middle
+              if e.HasField("workflow_execution_cancel_requested_event_attributes")]  # fmt: skip
+    assert causes == ["superseded"]  # the reason came with the parent's cancel, no signal
+    assert "EVENT_TYPE_MARKER_RECORDED" in _types("cancel_reason_to_children")
 
 
 def _activities(stem: str) -> list[str]:
