@@ -34,8 +34,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 from workflows import contracts, proofs
 from workflows.definition import ApprovalStep, InputStep, LlmCallStep, Step, ToolPolicy
@@ -48,16 +47,15 @@ from workflows.models import (
     ApprovalOutcome,
     Delivery,
     NotifyRequest,
-    NotifyResult,
     RunStatus,
 )
+from workflows.notifications import notify_people
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
     from workflows.host import RunHost
 
 DEFAULT_TIMEOUT = timedelta(hours=24)
-NOTIFY_TIMEOUT = timedelta(minutes=1)
 MEMO_KEY = "duratask.approval"
 PATCH_PROOFS = "approval-proofs"  # the approve signal requires a proof from here on
 MEMO_PROMPT_CHARS = 2000
@@ -500,21 +498,10 @@ class Approvals:
                 prompt=p.prompt,
             ),
         )
-        try:
-            await workflow.execute_activity(
-                contracts.NOTIFY_ACTIVITY,
-                req,
-                result_type=NotifyResult,
-                start_to_close_timeout=NOTIFY_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-                summary=f"{p.step.id}: approval {kind}",
-                priority=self.wf.temporal_priority(),
-            )
-        except Exception as e:  # ActivityError; cancellation (BaseException) passes through
-            why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
-            self.wf.tracker.emit(
-                EventType.APPROVAL_NOTIFY_FAILED, p.step.id, f"could not notify approvers: {why}"
-            )
+        await notify_people(
+            self.wf, req, summary=f"{p.step.id}: approval {kind}",
+            failed=EventType.APPROVAL_NOTIFY_FAILED, failure="could not notify approvers",
+        )  # fmt: skip
 
     # ------------------------------------------------------------ the outcome
     def _conclude(self, p: _Pending, timed_out: bool) -> tuple[Any, bool, str | None]:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from jsonschema import Draft202012Validator
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 from workflows import contracts
 from workflows.durations import parse_duration
 from workflows.errors import fail
 from workflows.events import EventType
-from workflows.models import Delivery, InputSubmission, NotifyRequest, NotifyResult, RunStatus
+from workflows.models import Delivery, InputSubmission, NotifyRequest, RunStatus
+from workflows.notifications import notify_people
 from workflows.templates import render_text
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 MAX_PROBLEMS = 20
 PATCH_DELIVERY = "input-delivery"  # an input step sends its request (notify activity)
-NOTIFY_TIMEOUT = timedelta(minutes=1)
 
 
 def with_defaults(schema: dict[str, Any], value: Any) -> Any:
@@ -132,21 +131,10 @@ class HumanInput:
                 prompt=prompt,
             ),
         )
-        try:
-            await workflow.execute_activity(
-                contracts.NOTIFY_ACTIVITY,
-                req,
-                result_type=NotifyResult,
-                start_to_close_timeout=NOTIFY_TIMEOUT,
-                retry_policy=RetryPolicy(maximum_attempts=3),
-                summary=f"{step.id}: input requested",
-                priority=self.wf.temporal_priority(),
-            )
-        except Exception as e:  # ActivityError; cancellation (BaseException) passes through
-            why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
-            self.wf.tracker.emit(
-                EventType.INPUT_NOTIFY_FAILED, step.id, f"could not deliver the request: {why}"
-            )
+        await notify_people(
+            self.wf, req, summary=f"{step.id}: input requested",
+            failed=EventType.INPUT_NOTIFY_FAILED, failure="could not deliver the request",
+        )  # fmt: skip
 
     # ------------------------------------------------------------ the Update
     def validate(self, req: InputSubmission) -> None:

@@ -162,12 +162,9 @@ def check(
         return "this worker has no approval key (DURATASK_APPROVAL_KEY), so no proof can be checked"
     if proof.step_id and proof.step_id != step_id:
         return f"the proof is for step '{proof.step_id}', but step '{step_id}' is waiting"
-    try:
-        issued = datetime.fromisoformat(proof.issued_at)
-    except ValueError:
-        return "the proof's issued_at is not an ISO 8601 time"
-    if issued.tzinfo is None:
-        return "the proof's issued_at has no time zone"
+    issued = _issued_at(proof.issued_at)
+    if isinstance(issued, str):
+        return issued
     try:
         payload = canonical(
             run_id, proof.step_id, decision.decision, decision.approver, decision.groups,
@@ -184,6 +181,17 @@ def check(
     if proof.nonce in seen_nonces:
         return "the proof was already used"
     return None
+
+
+def _issued_at(value: str) -> datetime | str:
+    """When a proof was issued, or why its `issued_at` is unusable."""
+    try:
+        issued = datetime.fromisoformat(value)
+    except ValueError:
+        return "the proof's issued_at is not an ISO 8601 time"
+    if issued.tzinfo is None:
+        return "the proof's issued_at has no time zone"
+    return issued
 
 
 # ---------------------------------------------------------------- budget raises
@@ -226,12 +234,9 @@ def check_raise(
         )
     if not _KEYS:
         return "this worker has no approval key (DURATASK_APPROVAL_KEY), so no proof can be checked"
-    try:
-        issued = datetime.fromisoformat(proof.issued_at)
-    except ValueError:
-        return "the proof's issued_at is not an ISO 8601 time"
-    if issued.tzinfo is None:
-        return "the proof's issued_at has no time zone"
+    issued = _issued_at(proof.issued_at)
+    if isinstance(issued, str):
+        return issued
     try:
         payload = canonical_raise(run_id, req, proof.nonce, proof.issued_at)
     except ValueError:
