@@ -498,10 +498,10 @@ class Approvals:
                 prompt=p.prompt,
             ),
         )
-        await notify_people(
-            self.wf, req, summary=f"{p.step.id}: approval {kind}",
-            failed=EventType.APPROVAL_NOTIFY_FAILED, failure="could not notify approvers",
-        )  # fmt: skip
+        why = await notify_people(self.wf, req, summary=f"{p.step.id}: approval {kind}")
+        if why is not None:
+            msg = f"could not notify approvers: {why}"
+            self.wf.tracker.emit(EventType.APPROVAL_NOTIFY_FAILED, p.step.id, msg)
 
     # ------------------------------------------------------------ the outcome
     def _conclude(self, p: _Pending, timed_out: bool) -> tuple[Any, bool, str | None]:

@@ -131,10 +131,10 @@ class HumanInput:
                 prompt=prompt,
             ),
         )
-        await notify_people(
-            self.wf, req, summary=f"{step.id}: input requested",
-            failed=EventType.INPUT_NOTIFY_FAILED, failure="could not deliver the request",
-        )  # fmt: skip
+        why = await notify_people(self.wf, req, summary=f"{step.id}: input requested")
+        if why is not None:
+            msg = f"could not deliver the request: {why}"
+            self.wf.tracker.emit(EventType.INPUT_NOTIFY_FAILED, step.id, msg)
 
     # ------------------------------------------------------------ the Update
     def validate(self, req: InputSubmission) -> None:

@@ -3,7 +3,8 @@
 Why one function: a request that cannot be delivered (webhook down, SMTP refusing) must
 never fail the step that waits for the answer, since people can still find the request in
 their listings. So every notice goes through the notify activity with the same bounded
-retries and timeout, and a delivery that still fails becomes an event on the run.
+retries and timeout, and a delivery that still fails comes back as its cause, which the
+caller records as an event on the run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 from workflows import contracts
-from workflows.events import EventType
 from workflows.models import NotifyRequest, NotifyResult
 
 if TYPE_CHECKING:
@@ -26,10 +26,8 @@ NOTIFY_TIMEOUT = timedelta(minutes=1)
 NOTIFY_RETRY = RetryPolicy(maximum_attempts=3)
 
 
-async def notify_people(
-    host: RunHost, req: NotifyRequest, *, summary: str, failed: EventType, failure: str
-) -> None:
-    """Send `req`; on a failed delivery emit `failed` with `failure: <cause>`."""
+async def notify_people(host: RunHost, req: NotifyRequest, *, summary: str) -> str | None:
+    """Send `req`; None when delivered, else why it could not be."""
     try:
         await workflow.execute_activity(
             contracts.NOTIFY_ACTIVITY,
@@ -42,4 +40,5 @@ async def notify_people(
         )
     except Exception as e:  # ActivityError; cancellation (BaseException) passes through
         why = e.cause if isinstance(e, ActivityError) and e.cause is not None else e
-        host.tracker.emit(failed, req.step_id, f"{failure}: {why}")
+        return str(why)
+    return None

@@ -397,28 +397,30 @@ async def test_cancel_cascades_two_levels(ts_client: Client, task_queue: str) ->
 
 
 async def test_cancel_reason_travels_with_the_cancel_itself(
-    ts_client: Client, task_queue: str
+    dev_client: Client, task_queue: str
 ) -> None:
     """The reason reaches every level even when no reason signal does (the signal and the
     cancel are delivered separately, so under load a child can get the cancel first):
-    here only Temporal's cancel, with its reason, is sent."""
+    here only Temporal's cancel, with its reason, is sent. On the dev server in real time:
+    the time-skipping server could skip the grandchild's 30-day wait to its end before
+    the cancel cascaded down to it."""
     middle = definition([{"id": "deeper", "action": "sub_task", "task": "slow"}], id="middle")
     top = definition([{"id": "nest", "action": "sub_task", "task": "middle"}], id="top")
-    async with make_worker(ts_client, task_queue):
-        handle = await start(ts_client, task_queue, run_input(top, others=[middle, slow()]))
+    async with make_worker(dev_client, task_queue):
+        handle = await start(dev_client, task_queue, run_input(top, others=[middle, slow()]))
         grandchild = f"{handle.id}/nest/deeper"
-        await wait_started(ts_client, grandchild)
+        await wait_started(dev_client, grandchild)
         await handle.cancel(reason="superseded")  # no request_cancel signal
         with pytest.raises(WorkflowFailureError):
             await handle.result()
         ids = [handle.id, f"{handle.id}/nest", grandchild]
 
         async def all_closed() -> list[Any]:
-            descs = [await ts_client.get_workflow_handle(i).describe() for i in ids]
+            descs = [await dev_client.get_workflow_handle(i).describe() for i in ids]
             return descs if all(d.status != WorkflowExecutionStatus.RUNNING for d in descs) else []
 
         descs = await eventually(all_closed)
-        states = [await child_state(ts_client, i) for i in ids]
+        states = [await child_state(dev_client, i) for i in ids]
     assert [d.status for d in descs] == [WorkflowExecutionStatus.CANCELED] * 3
     for s in states:
         assert s.cancel_reason == "superseded", s.run_id
