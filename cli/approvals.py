@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Column, Table
 
-from cli.client import Gateway, die
+from cli.client import Gateway, die, parse_json
 from cli.output import console
 
 out = console()
@@ -51,10 +51,7 @@ def _edit(output: str | None, edit_file: Path | None, as_json: bool) -> Any:
         return None
     if not as_json:
         return output
-    try:
-        return json.loads(output)
-    except json.JSONDecodeError as e:
-        die(f"the edited output is not valid JSON: {e}", 2)
+    return parse_json(output, "the edited output")
 
 
 def approve(

@@ -43,6 +43,16 @@ def die(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def parse_json(text: str, what: str) -> Any:
+    """`text` as JSON, or a usage error (exit 2) naming `what` and the parse error."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        die(f"{what} is not valid JSON: {e}", 2)
+
+
 class Gateway:
     def __init__(self, settings: Settings | None = None, url: str | None = None) -> None:
         import httpx

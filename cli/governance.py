@@ -8,17 +8,10 @@ from typing import Any
 
 import typer
 
-from cli.client import Gateway, die
+from cli.client import Gateway, parse_json
 from cli.output import console
 
 out = console()
-
-
-def _json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        die(f"{what} is not valid JSON: {e}", 2)
 
 
 def submit_input(
@@ -28,7 +21,7 @@ def submit_input(
 ) -> None:
     """Give a waiting `input` step its value (checked against the step's JSON Schema)."""
     res = Gateway().post(
-        f"/v1/runs/{run_id}/input/{step_id}", json={"value": _json(value, "--value")}
+        f"/v1/runs/{run_id}/input/{step_id}", json={"value": parse_json(value, "--value")}
     )
     out.print(f"input accepted for {run_id} step {step_id}: {json.dumps(res['value'])}")
 
@@ -57,7 +50,7 @@ def rerun(
     """Start a new run reusing this run's outputs of the steps before --from."""
     body: dict[str, Any] = {"from_step": from_step, "definition_version": version}
     if input is not None:
-        body["input"] = _json(input, "--input")
+        body["input"] = parse_json(input, "--input")
     state = Gateway().post(f"/v1/runs/{run_id}/rerun", json=body)
     reused = [s["id"] for s in state.get("steps", []) if s.get("reused")]
     out.print(
